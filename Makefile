@@ -1,0 +1,31 @@
+# The two commands of the README: `make test` and `make fit`. Each builds .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test fit verify bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e '.[test]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+fit: $(STAMP)
+	$(BIN)/python -m train fit $(ARGS)
+
+verify: $(STAMP)
+	$(BIN)/python -m train verify $(ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_step.py $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) lightning_logs

@@ -1,0 +1,123 @@
+"""A two-layer fully-connected net, affine - ReLU - affine - softmax (cs231n assignment 1, neural_net.py).
+
+Usage::
+
+    net = TwoLayerNet(input_size=3072, hidden_size=50, output_size=10)
+    stats = net.train(X_train, y_train, X_val, y_val, num_iters=1000, batch_size=200,
+                      learning_rate=1e-4, learning_rate_decay=0.95, reg=0.25)
+    y_pred = net.predict(X_test)
+
+Backpropagation, with dS2 from formula (4) of reference_numpy/softmax.py:
+
+    S1 = X W1 + b1, H1 = max(0, S1), S2 = H1 W2 + b2
+    dS2 = (P - Y) / N
+    dW2 = H1^T dS2 + 2 reg W2          db2 = sum over rows of dS2
+    dH1 = dS2 W2^T masked by (S1 > 0)
+    dW1 = X^T dH1 + 2 reg W1           db1 = sum over rows of dH1
+
+The loss keeps the article's ``-log(softmax[y])``; see reference_numpy/softmax.py for where it overflows.
+"""
+import numpy as np
+
+
+def two_layer_loss(X, y, W1, b1, W2, b2, reg):
+    """Loss and gradients of the two-layer net.
+
+    X: (N, D); y: (N,) labels in [0, C) or None; W1: (D, H); b1: (H,); W2: (H, C); b2: (C,).
+    Returns scores (N, C) when y is None, else (loss, grads) with grads keys W1, b1, W2, b2.
+    """
+    N = X.shape[0]
+    # forward pass
+    S1 = X.dot(W1) + b1  # (N, H)
+    H1 = np.maximum(S1, 0)  # (N, H)  ReLU
+    scores = H1.dot(W2) + b2  # (N, C)  S2
+    if y is None:
+        return scores
+
+    shifted = scores - np.max(scores, axis=1, keepdims=True)  # (N, C)  max subtraction
+    exp_scores = np.exp(shifted)  # (N, C)
+    probs = exp_scores / np.sum(exp_scores, axis=1, keepdims=True)  # (N, C)  P = softmax(S2)
+    loss = -np.mean(np.log(probs[np.arange(N), y]))
+    loss += reg * (np.sum(W1 * W1) + np.sum(W2 * W2))
+
+    # backward pass
+    grads = {}
+    dS2 = probs.copy()  # (N, C)  formula (4): dS2 = (P - Y) / N
+    dS2[np.arange(N), y] -= 1
+    dS2 /= N
+    grads["W2"] = H1.T.dot(dS2) + 2 * reg * W2  # (H, C)  formula (5) for layer 2
+    grads["b2"] = np.sum(dS2, axis=0)  # (C,)  bias: column sums
+    dH1 = dS2.dot(W2.T)  # (N, H)  formula (2) through W2
+    dH1 = dH1 * (S1 > 0)  # (N, H)  ReLU mask on the pre-activation
+    grads["W1"] = X.T.dot(dH1) + 2 * reg * W1  # (D, H)  formula (5) for layer 1
+    grads["b1"] = np.sum(dH1, axis=0)  # (H,)  bias: column sums
+    return loss, grads
+
+
+class TwoLayerNet:
+    """Two-layer net with cs231n's interface; parameters live in ``self.params`` (W1, b1, W2, b2)."""
+
+    def __init__(self, input_size, hidden_size, output_size, std=1e-4):
+        """W1: (D, H), b1: (H,), W2: (H, C), b2: (C,); weights std * randn in this order, biases zero."""
+        self.params = {}
+        self.params["W1"] = std * np.random.randn(input_size, hidden_size)
+        self.params["b1"] = np.zeros(hidden_size)
+        self.params["W2"] = std * np.random.randn(hidden_size, output_size)
+        self.params["b2"] = np.zeros(output_size)
+
+    def loss(self, X, y=None, reg=0.0):
+        """X: (N, D); y: (N,) or None. Returns scores (N, C) if y is None, else (loss, grads)."""
+        p = self.params
+        return two_layer_loss(X, y, p["W1"], p["b1"], p["W2"], p["b2"], reg)
+
+    def train(self, X, y, X_val, y_val, learning_rate=1e-3, learning_rate_decay=0.95, reg=5e-6,
+              num_iters=100, batch_size=200, verbose=False, sample_indices=None):
+        """Minibatch SGD with cs231n's semantics.
+
+        X: (N, D), y: (N,), X_val: (N_val, D), y_val: (N_val,).
+        Batches are drawn with replacement: ``np.random.choice(num_train, batch_size)``. ``sample_indices``
+        (optional, not in cs231n) is a callable ``it -> (batch_size,) int array`` that replaces that draw, so that
+        another implementation can be driven with the same batch sequence. Once per "epoch" (whenever
+        ``it % iterations_per_epoch == 0``, it == 0 included, with the float epoch length
+        ``max(num_train / batch_size, 1)``) the train accuracy of the current batch and the val accuracy are
+        recorded and the learning rate is multiplied by ``learning_rate_decay``.
+        Returns {'loss_history', 'train_acc_history', 'val_acc_history'}.
+        """
+        num_train = X.shape[0]
+        iterations_per_epoch = max(num_train / batch_size, 1)
+
+        loss_history = []
+        train_acc_history = []
+        val_acc_history = []
+        for it in range(num_iters):
+            if sample_indices is None:
+                indices = np.random.choice(num_train, batch_size)  # with replacement
+            else:
+                indices = np.asarray(sample_indices(it))
+            X_batch = X[indices]  # (B, D)
+            y_batch = y[indices]  # (B,)
+
+            loss, grads = self.loss(X_batch, y=y_batch, reg=reg)
+            loss_history.append(loss)
+            for name in self.params:
+                self.params[name] -= learning_rate * grads[name]  # the SGD update
+
+            if verbose and it % 100 == 0:
+                print(f"iteration {it} / {num_iters}: loss {loss:f}")
+
+            if it % iterations_per_epoch == 0:
+                train_acc = (self.predict(X_batch) == y_batch).mean()
+                val_acc = (self.predict(X_val) == y_val).mean()
+                train_acc_history.append(train_acc)
+                val_acc_history.append(val_acc)
+                learning_rate *= learning_rate_decay
+
+        return {
+            "loss_history": loss_history,
+            "train_acc_history": train_acc_history,
+            "val_acc_history": val_acc_history,
+        }
+
+    def predict(self, X):
+        """X: (N, D). Returns (N,) predicted class indices."""
+        return np.argmax(self.loss(X), axis=1)

@@ -1,0 +1,64 @@
+"""Softmax loss and its gradient, as derived in the article (cs231n assignment 1, softmax.py).
+
+Usage::
+
+    loss, dW = softmax_loss_vectorized(W, X, y, reg)
+
+The derivation, numbered as the docstrings below refer to it:
+
+    (1) S = X W                                  scores, (N, C)
+    (2) dL/dW = X^T dL/dS                        chain rule through the matrix product
+    (3) L_i depends only on S_i                  so dL/dS is computed row by row
+    (4) dL_i/dS_i = softmax(S_i) - onehot(y_i)
+    (5) dW = X^T (P - Y) / N + 2 reg W           P: softmax rows, Y: one-hot rows
+
+Numerical note: this reference keeps the article's ``-log(softmax[y])``. After the max subtraction the largest
+probability is 1, but the probability of the true class underflows to 0 once its score lies more than ~745 below
+the row maximum in float64 (~87 in float32); the loss is then ``inf``. The gradient stays finite. The torch
+implementation uses the log-sum-exp form instead, which stays finite.
+"""
+import numpy as np
+
+
+def softmax_loss_naive(W, X, y, reg):
+    """Softmax loss with explicit loops.
+
+    W: (D, C) weights; X: (N, D) data; y: (N,) integer labels in [0, C); reg: L2 strength.
+    Returns (loss, dW) with dW: (D, C).
+    """
+    loss = 0.0
+    dW = np.zeros_like(W)
+    num_train = X.shape[0]
+    num_classes = W.shape[1]
+    for i in range(num_train):
+        scores = X[i].dot(W)  # (C,)  formula (1), one row
+        scores = scores - np.max(scores)  # max subtraction: exp cannot overflow
+        probs = np.exp(scores) / np.sum(np.exp(scores))  # (C,)  softmax(S_i)
+        loss += -np.log(probs[y[i]])
+        for j in range(num_classes):
+            # formula (4): dL_i/dS_ij = p_j - [j == y_i]; formula (2): dW[:, j] += X_i * dL_i/dS_ij
+            dW[:, j] += (probs[j] - (j == y[i])) * X[i]
+    loss /= num_train
+    dW /= num_train
+    loss += reg * np.sum(W * W)
+    dW += 2 * reg * W  # formula (5), regularization part
+    return loss, dW
+
+
+def softmax_loss_vectorized(W, X, y, reg):
+    """Softmax loss, no explicit loops.
+
+    W: (D, C) weights; X: (N, D) data; y: (N,) integer labels in [0, C); reg: L2 strength.
+    Returns (loss, dW) with dW: (D, C).
+    """
+    num_train = X.shape[0]
+    scores = X.dot(W)  # (N, C)  formula (1)
+    scores = scores - np.max(scores, axis=1, keepdims=True)  # (N, C)  max subtraction
+    exp_scores = np.exp(scores)  # (N, C)
+    probs = exp_scores / np.sum(exp_scores, axis=1, keepdims=True)  # (N, C)  P = softmax(S)
+    loss = -np.mean(np.log(probs[np.arange(num_train), y])) + reg * np.sum(W * W)
+    dscores = probs.copy()  # (N, C)  formula (4): P - Y
+    dscores[np.arange(num_train), y] -= 1
+    dscores /= num_train
+    dW = X.T.dot(dscores) + 2 * reg * W  # (D, C)  formula (5): dW = X^T (P - Y) / N + 2 reg W
+    return loss, dW

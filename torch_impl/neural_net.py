@@ -1,0 +1,128 @@
+"""A two-layer fully-connected net, affine - ReLU - affine - softmax, in PyTorch with hand-written gradients.
+
+Usage::
+
+    net = TwoLayerNet(input_size=3072, hidden_size=50, output_size=10)
+    loss, grads = net.loss(X, y, reg=0.25)                       # by hand, no autograd
+    loss = TwoLayerLoss.apply(X, y, *net.params.values(), 0.25)  # the same gradients through autograd
+    loss.backward()                                              # fills net.W1.grad ... net.b2.grad
+
+Backpropagation, with dS2 from formula (4) of torch_impl/softmax.py:
+
+    S1 = X W1 + b1, H1 = max(0, S1), S2 = H1 W2 + b2
+    dS2 = (P - Y) / N
+    dW2 = H1^T dS2 + 2 reg W2          db2 = sum over rows of dS2
+    dH1 = dS2 W2^T masked by (S1 > 0)
+    dW1 = X^T dH1 + 2 reg W1           db1 = sum over rows of dH1
+
+The loss uses the stable log-sum-exp form (see torch_impl/softmax.py). The parameters keep the NumPy layout
+(W1: (D, H), not nn.Linear's (H, D)). The NumPy class's ``train`` is not mirrored here: nn.Module.train(mode)
+switches training mode, and training is the Lightning module's job (torch_impl/lightning_module.py).
+"""
+import numpy as np
+import torch
+from torch import nn
+
+
+def two_layer_loss(X, y, W1, b1, W2, b2, reg):
+    """Loss and gradients of the two-layer net.
+
+    X: (N, D); y: (N,) labels in [0, C) or None; W1: (D, H); b1: (H,); W2: (H, C); b2: (C,).
+    Returns scores (N, C) when y is None, else (loss, grads) with grads keys W1, b1, W2, b2.
+    """
+    N = X.shape[0]
+    # forward pass
+    S1 = X @ W1 + b1  # (N, H)
+    H1 = torch.clamp_min(S1, 0)  # (N, H)  ReLU
+    scores = H1 @ W2 + b2  # (N, C)  S2
+    if y is None:
+        return scores
+
+    shifted = scores - torch.amax(scores, dim=1, keepdim=True)  # (N, C)  max subtraction
+    exp_scores = torch.exp(shifted)  # (N, C)
+    sum_exp = torch.sum(exp_scores, dim=1, keepdim=True)  # (N, 1)
+    probs = exp_scores / sum_exp  # (N, C)  P = softmax(S2)
+    loss = torch.mean(torch.log(sum_exp[:, 0]) - shifted[torch.arange(N), y])  # stable -log(P[y])
+    loss += reg * (torch.sum(W1 * W1) + torch.sum(W2 * W2))
+
+    # backward pass
+    grads = {}
+    dS2 = probs.clone()  # (N, C)  formula (4): dS2 = (P - Y) / N
+    dS2[torch.arange(N), y] -= 1
+    dS2 /= N
+    grads["W2"] = H1.T @ dS2 + 2 * reg * W2  # (H, C)  formula (5) for layer 2
+    grads["b2"] = torch.sum(dS2, dim=0)  # (C,)  bias: column sums
+    dH1 = dS2 @ W2.T  # (N, H)  formula (2) through W2
+    dH1 = dH1 * (S1 > 0)  # (N, H)  ReLU mask on the pre-activation
+    grads["W1"] = X.T @ dH1 + 2 * reg * W1  # (D, H)  formula (5) for layer 1
+    grads["b1"] = torch.sum(dH1, dim=0)  # (H,)  bias: column sums
+    return loss, grads
+
+
+class TwoLayerNet(nn.Module):
+    """Two-layer net with cs231n's interface; ``self.params`` gives the nn.Parameters W1, b1, W2, b2 by name."""
+
+    def __init__(self, input_size, hidden_size, output_size, std=1e-4, *, dtype=None, device=None,
+                 generator=None):
+        """W1: (D, H), b1: (H,), W2: (H, C), b2: (C,); weights std * randn in this order, biases zero."""
+        super().__init__()
+        kw = {"dtype": dtype, "device": device}
+        self.W1 = nn.Parameter(std * torch.randn(input_size, hidden_size, generator=generator, **kw))
+        self.b1 = nn.Parameter(torch.zeros(hidden_size, **kw))
+        self.W2 = nn.Parameter(std * torch.randn(hidden_size, output_size, generator=generator, **kw))
+        self.b2 = nn.Parameter(torch.zeros(output_size, **kw))
+
+    @property
+    def params(self):
+        """{'W1': (D, H), 'b1': (H,), 'W2': (H, C), 'b2': (C,)}, the live nn.Parameters."""
+        return {"W1": self.W1, "b1": self.b1, "W2": self.W2, "b2": self.b2}
+
+    @torch.no_grad()
+    def loss(self, X, y=None, reg=0.0):
+        """X: (N, D); y: (N,) or None. Returns scores (N, C) if y is None, else (loss, grads), by hand."""
+        p = self.params
+        return two_layer_loss(X, y, p["W1"], p["b1"], p["W2"], p["b2"], reg)
+
+    def forward(self, X):
+        """X: (N, D) -> scores (N, C), differentiable (used by autograd-based code)."""
+        return torch.clamp_min(X @ self.W1 + self.b1, 0) @ self.W2 + self.b2
+
+    @torch.no_grad()
+    def predict(self, X):
+        """X: (N, D). Returns (N,) predicted class indices."""
+        return torch.argmax(self.loss(X), dim=1)
+
+    @classmethod
+    def from_numpy(cls, params, dtype=torch.float64, device=None):
+        """A net whose parameters equal a NumPy ``params`` dict (W1 (D, H), b1 (H,), W2 (H, C), b2 (C,))."""
+        D, H = np.shape(params["W1"])
+        C = np.shape(params["W2"])[1]
+        net = cls(D, H, C, dtype=dtype, device=device)
+        with torch.no_grad():
+            for name, p in net.params.items():
+                p.copy_(torch.as_tensor(np.asarray(params[name]), dtype=dtype, device=device))
+        return net
+
+    def to_numpy(self):
+        """The parameters as a NumPy ``params`` dict, in the reference's layout and float64."""
+        return {name: p.detach().cpu().double().numpy().copy() for name, p in self.params.items()}
+
+
+class TwoLayerLoss(torch.autograd.Function):
+    """``TwoLayerLoss.apply(X, y, W1, b1, W2, b2, reg)`` -> loss; ``loss.backward()`` fills the four ``.grad``.
+
+    Forward runs two_layer_loss, which computes the hand-written gradients as a by-product, and saves them;
+    backward applies the chain rule (upstream gradient times each gradient). This is how training delivers the
+    formulas: through the autograd engine, where DDP's all-reduce hooks and AMP's grad scaler see them.
+    """
+
+    @staticmethod
+    def forward(ctx, X, y, W1, b1, W2, b2, reg):
+        loss, grads = two_layer_loss(X, y, W1, b1, W2, b2, reg)
+        ctx.save_for_backward(grads["W1"], grads["b1"], grads["W2"], grads["b2"])
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        dW1, db1, dW2, db2 = ctx.saved_tensors
+        return None, None, grad_loss * dW1, grad_loss * db1, grad_loss * dW2, grad_loss * db2, None

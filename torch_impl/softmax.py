@@ -1,0 +1,85 @@
+"""Softmax loss and its gradient, as derived in the article, in PyTorch with hand-written gradients.
+
+Usage::
+
+    loss, dW = softmax_loss_vectorized(W, X, y, reg)       # by hand, no autograd
+    loss = SoftmaxLoss.apply(W, X, y, reg); loss.backward()  # the same gradient through autograd
+
+The derivation, numbered as the docstrings below refer to it:
+
+    (1) S = X W                                  scores, (N, C)
+    (2) dL/dW = X^T dL/dS                        chain rule through the matrix product
+    (3) L_i depends only on S_i                  so dL/dS is computed row by row
+    (4) dL_i/dS_i = softmax(S_i) - onehot(y_i)
+    (5) dW = X^T (P - Y) / N + 2 reg W           P: softmax rows, Y: one-hot rows
+
+Numerical note: unlike the NumPy reference, the loss is computed in the stable log-sum-exp form
+``log(sum(exp(s - m))) - (s_y - m)``, which stays finite in float32 for any logit spread. Everything runs on the
+device and in the dtype of the inputs.
+"""
+import torch
+
+
+def softmax_loss_naive(W, X, y, reg):
+    """Softmax loss with explicit loops.
+
+    W: (D, C) weights; X: (N, D) data; y: (N,) integer labels in [0, C); reg: L2 strength.
+    Returns (loss, dW): a 0-d tensor and (D, C).
+    """
+    loss = torch.zeros((), dtype=W.dtype, device=W.device)
+    dW = torch.zeros_like(W)
+    num_train = X.shape[0]
+    num_classes = W.shape[1]
+    for i in range(num_train):
+        scores = X[i] @ W  # (C,)  formula (1), one row
+        scores = scores - torch.max(scores)  # max subtraction: exp cannot overflow
+        probs = torch.exp(scores) / torch.sum(torch.exp(scores))  # (C,)  softmax(S_i)
+        loss += torch.log(torch.sum(torch.exp(scores))) - scores[y[i]]  # stable -log(probs[y_i])
+        for j in range(num_classes):
+            # formula (4): dL_i/dS_ij = p_j - [j == y_i]; formula (2): dW[:, j] += X_i * dL_i/dS_ij
+            dW[:, j] += (probs[j] - (j == y[i])) * X[i]
+    loss /= num_train
+    dW /= num_train
+    loss += reg * torch.sum(W * W)
+    dW += 2 * reg * W  # formula (5), regularization part
+    return loss, dW
+
+
+def softmax_loss_vectorized(W, X, y, reg):
+    """Softmax loss, no explicit loops.
+
+    W: (D, C) weights; X: (N, D) data; y: (N,) integer labels in [0, C); reg: L2 strength.
+    Returns (loss, dW): a 0-d tensor and (D, C).
+    """
+    num_train = X.shape[0]
+    scores = X @ W  # (N, C)  formula (1)
+    scores = scores - torch.amax(scores, dim=1, keepdim=True)  # (N, C)  max subtraction
+    exp_scores = torch.exp(scores)  # (N, C)
+    sum_exp = torch.sum(exp_scores, dim=1, keepdim=True)  # (N, 1)
+    probs = exp_scores / sum_exp  # (N, C)  P = softmax(S)
+    loss = torch.mean(torch.log(sum_exp[:, 0]) - scores[torch.arange(num_train), y]) + reg * torch.sum(W * W)
+    dscores = probs.clone()  # (N, C)  formula (4): P - Y
+    dscores[torch.arange(num_train), y] -= 1
+    dscores /= num_train
+    dW = X.T @ dscores + 2 * reg * W  # (D, C)  formula (5): dW = X^T (P - Y) / N + 2 reg W
+    return loss, dW
+
+
+class SoftmaxLoss(torch.autograd.Function):
+    """``SoftmaxLoss.apply(W, X, y, reg)`` -> loss; ``loss.backward()`` fills ``W.grad`` with formula (5).
+
+    The hand-written gradient is a by-product of the forward pass, so forward computes it with
+    softmax_loss_vectorized and saves it; backward applies the chain rule (upstream gradient times dW).
+    Only W gets a gradient: X, y and reg are data.
+    """
+
+    @staticmethod
+    def forward(ctx, W, X, y, reg):
+        loss, dW = softmax_loss_vectorized(W, X, y, reg)
+        ctx.save_for_backward(dW)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        (dW,) = ctx.saved_tensors
+        return grad_loss * dW, None, None, None

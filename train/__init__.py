@@ -1,0 +1,1 @@
+"""The application: ``python -m train fit|validate|test|predict|verify|export`` (LightningCLI)."""

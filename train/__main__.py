@@ -1,0 +1,38 @@
+"""Entry point: ``python -m train SUBCOMMAND ...``.
+
+    fit | validate | test | predict   LightningCLI (train/cli.py): --config, --print_config, dotted overrides
+    verify                            gradient verification (train/verify_cmd.py): python -m train verify --help
+    export                            checkpoint -> .npz in the reference layout (train/export_cmd.py)
+
+verify and export are dispatched here, before LightningCLI, because they train nothing and take no Trainer.
+"""
+import sys
+
+EXTRA_HELP = """
+Other subcommands (dispatched before LightningCLI):
+  verify              check gradients: the project's own, or yours with --target FILE.py:NAME
+                      (python -m train verify --help)
+  export              write a checkpoint's parameters as .npz in the NumPy reference's params layout
+                      (python -m train export --help)
+"""
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "verify":
+        from train.verify_cmd import main as verify_main
+
+        return verify_main(argv[1:])
+    if argv and argv[0] == "export":
+        from train.export_cmd import main as export_main
+
+        return export_main(argv[1:])
+    from train.cli import run_cli
+
+    if not argv or argv[0] in ("-h", "--help"):
+        print(EXTRA_HELP)
+    return run_cli(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
