@@ -28,29 +28,43 @@ def two_layer_loss(X, y, W1, b1, W2, b2, reg):
     """
     N = X.shape[0]
     # forward pass
+    # [bridge:net-forward]
     S1 = X.dot(W1) + b1  # (N, H)
     H1 = np.maximum(S1, 0)  # (N, H)  ReLU
     scores = H1.dot(W2) + b2  # (N, C)  S2
+    # [/bridge:net-forward]
     if y is None:
         return scores
 
+    # [bridge:net-softmax]
     shifted = scores - np.max(scores, axis=1, keepdims=True)  # (N, C)  max subtraction
     exp_scores = np.exp(shifted)  # (N, C)
     probs = exp_scores / np.sum(exp_scores, axis=1, keepdims=True)  # (N, C)  P = softmax(S2)
+    # [/bridge:net-softmax]
+    # [bridge:net-loss]
     loss = -np.mean(np.log(probs[np.arange(N), y]))
     loss += reg * (np.sum(W1 * W1) + np.sum(W2 * W2))
+    # [/bridge:net-loss]
 
     # backward pass
     grads = {}
+    # [bridge:net-dscores]
     dS2 = probs.copy()  # (N, C)  formula (4): dS2 = (P - Y) / N
     dS2[np.arange(N), y] -= 1
     dS2 /= N
+    # [/bridge:net-dscores]
+    # [bridge:net-layer2]
     grads["W2"] = H1.T.dot(dS2) + 2 * reg * W2  # (H, C)  formula (5) for layer 2
     grads["b2"] = np.sum(dS2, axis=0)  # (C,)  bias: column sums
+    # [/bridge:net-layer2]
+    # [bridge:net-relu-mask]
     dH1 = dS2.dot(W2.T)  # (N, H)  formula (2) through W2
     dH1 = dH1 * (S1 > 0)  # (N, H)  ReLU mask on the pre-activation
+    # [/bridge:net-relu-mask]
+    # [bridge:net-layer1]
     grads["W1"] = X.T.dot(dH1) + 2 * reg * W1  # (D, H)  formula (5) for layer 1
     grads["b1"] = np.sum(dH1, axis=0)  # (H,)  bias: column sums
+    # [/bridge:net-layer1]
     return loss, grads
 
 
@@ -99,8 +113,10 @@ class TwoLayerNet:
 
             loss, grads = self.loss(X_batch, y=y_batch, reg=reg)
             loss_history.append(loss)
+            # [bridge:net-update]
             for name in self.params:
                 self.params[name] -= learning_rate * grads[name]  # the SGD update
+            # [/bridge:net-update]
 
             if verbose and it % 100 == 0:
                 print(f"iteration {it} / {num_iters}: loss {loss:f}")

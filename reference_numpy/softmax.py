@@ -52,13 +52,23 @@ def softmax_loss_vectorized(W, X, y, reg):
     Returns (loss, dW) with dW: (D, C).
     """
     num_train = X.shape[0]
+    # [bridge:softmax-scores]
     scores = X.dot(W)  # (N, C)  formula (1)
+    # [/bridge:softmax-scores]
+    # [bridge:softmax-probs]
     scores = scores - np.max(scores, axis=1, keepdims=True)  # (N, C)  max subtraction
     exp_scores = np.exp(scores)  # (N, C)
     probs = exp_scores / np.sum(exp_scores, axis=1, keepdims=True)  # (N, C)  P = softmax(S)
+    # [/bridge:softmax-probs]
+    # [bridge:softmax-loss]
     loss = -np.mean(np.log(probs[np.arange(num_train), y])) + reg * np.sum(W * W)
+    # [/bridge:softmax-loss]
+    # [bridge:softmax-dscores]
     dscores = probs.copy()  # (N, C)  formula (4): P - Y
     dscores[np.arange(num_train), y] -= 1
     dscores /= num_train
+    # [/bridge:softmax-dscores]
+    # [bridge:softmax-dW]
     dW = X.T.dot(dscores) + 2 * reg * W  # (D, C)  formula (5): dW = X^T (P - Y) / N + 2 reg W
+    # [/bridge:softmax-dW]
     return loss, dW

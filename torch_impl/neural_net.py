@@ -32,30 +32,44 @@ def two_layer_loss(X, y, W1, b1, W2, b2, reg):
     """
     N = X.shape[0]
     # forward pass
+    # [bridge:net-forward]
     S1 = X @ W1 + b1  # (N, H)
     H1 = torch.clamp_min(S1, 0)  # (N, H)  ReLU
     scores = H1 @ W2 + b2  # (N, C)  S2
+    # [/bridge:net-forward]
     if y is None:
         return scores
 
+    # [bridge:net-softmax]
     shifted = scores - torch.amax(scores, dim=1, keepdim=True)  # (N, C)  max subtraction
     exp_scores = torch.exp(shifted)  # (N, C)
     sum_exp = torch.sum(exp_scores, dim=1, keepdim=True)  # (N, 1)
     probs = exp_scores / sum_exp  # (N, C)  P = softmax(S2)
+    # [/bridge:net-softmax]
+    # [bridge:net-loss]
     loss = torch.mean(torch.log(sum_exp[:, 0]) - shifted[torch.arange(N), y])  # stable -log(P[y])
     loss += reg * (torch.sum(W1 * W1) + torch.sum(W2 * W2))
+    # [/bridge:net-loss]
 
     # backward pass
     grads = {}
+    # [bridge:net-dscores]
     dS2 = probs.clone()  # (N, C)  formula (4): dS2 = (P - Y) / N
     dS2[torch.arange(N), y] -= 1
     dS2 /= N
+    # [/bridge:net-dscores]
+    # [bridge:net-layer2]
     grads["W2"] = H1.T @ dS2 + 2 * reg * W2  # (H, C)  formula (5) for layer 2
     grads["b2"] = torch.sum(dS2, dim=0)  # (C,)  bias: column sums
+    # [/bridge:net-layer2]
+    # [bridge:net-relu-mask]
     dH1 = dS2 @ W2.T  # (N, H)  formula (2) through W2
     dH1 = dH1 * (S1 > 0)  # (N, H)  ReLU mask on the pre-activation
+    # [/bridge:net-relu-mask]
+    # [bridge:net-layer1]
     grads["W1"] = X.T @ dH1 + 2 * reg * W1  # (D, H)  formula (5) for layer 1
     grads["b1"] = torch.sum(dH1, dim=0)  # (H,)  bias: column sums
+    # [/bridge:net-layer1]
     return loss, grads
 
 

@@ -52,16 +52,26 @@ def softmax_loss_vectorized(W, X, y, reg):
     Returns (loss, dW): a 0-d tensor and (D, C).
     """
     num_train = X.shape[0]
+    # [bridge:softmax-scores]
     scores = X @ W  # (N, C)  formula (1)
+    # [/bridge:softmax-scores]
+    # [bridge:softmax-probs]
     scores = scores - torch.amax(scores, dim=1, keepdim=True)  # (N, C)  max subtraction
     exp_scores = torch.exp(scores)  # (N, C)
     sum_exp = torch.sum(exp_scores, dim=1, keepdim=True)  # (N, 1)
     probs = exp_scores / sum_exp  # (N, C)  P = softmax(S)
+    # [/bridge:softmax-probs]
+    # [bridge:softmax-loss]
     loss = torch.mean(torch.log(sum_exp[:, 0]) - scores[torch.arange(num_train), y]) + reg * torch.sum(W * W)
+    # [/bridge:softmax-loss]
+    # [bridge:softmax-dscores]
     dscores = probs.clone()  # (N, C)  formula (4): P - Y
     dscores[torch.arange(num_train), y] -= 1
     dscores /= num_train
+    # [/bridge:softmax-dscores]
+    # [bridge:softmax-dW]
     dW = X.T @ dscores + 2 * reg * W  # (D, C)  formula (5): dW = X^T (P - Y) / N + 2 reg W
+    # [/bridge:softmax-dW]
     return loss, dW
 
 
