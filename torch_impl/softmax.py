@@ -37,7 +37,7 @@ def softmax_loss_naive(W, X, y, reg):
         loss += torch.log(torch.sum(torch.exp(scores))) - scores[y[i]]  # stable -log(probs[y_i])
         for j in range(num_classes):
             # formula (4): dL_i/dS_ij = p_j - [j == y_i]; formula (2): dW[:, j] += X_i * dL_i/dS_ij
-            dW[:, j] += (probs[j] - (j == y[i])) * X[i]
+            dW[:, j] += (probs[j] - (j == y[i]).to(W.dtype)) * X[i]
     loss /= num_train
     dW /= num_train
     loss += reg * torch.sum(W * W)
