@@ -137,3 +137,42 @@ class TwoLayerNet:
     def predict(self, X):
         """X: (N, D). Returns (N,) predicted class indices."""
         return np.argmax(self.loss(X), axis=1)
+
+    def save_params(self, path):
+        """Write ``self.params`` (W1 (D, H), b1 (H,), W2 (H, C), b2 (C,)) as float64 to the .npz ``path``."""
+        with open(path, "wb") as f:  # a file object: given a name, np.savez would append ".npz" to it
+            np.savez(f, **{name: np.asarray(p, dtype=np.float64) for name, p in self.params.items()})
+
+    def load_params(self, path):
+        """Replace ``self.params`` by the ones in ``path`` (from save_params or ``python -m train export``).
+
+        The sizes come from the file, so ``TwoLayerNet(1, 1, 1).load_params(path)`` is a complete net.
+        """
+        self.params = self.read_params(path)
+        return self
+
+    @staticmethod
+    def read_params(path):
+        """The params in the .npz file ``path`` as float64: W1 (D, H), b1 (H,), W2 (H, C), b2 (C,)."""
+        where = f"path: {str(path)!r}"
+        expected = "expected an .npz with W1 (D, H), b1 (H,), W2 (H, C), b2 (C,)"
+        try:
+            data = np.load(path, allow_pickle=False)
+        except FileNotFoundError as e:
+            raise ValueError(f"{where}: no such file; {expected}") from e
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{where}: not an .npz archive; {expected}") from e
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError(f"{where}: holds a single array; {expected}")
+        with data:
+            params = {name: data[name] for name in data.files}
+        shapes = {name: p.shape for name, p in params.items()}
+        if sorted(params) != ["W1", "W2", "b1", "b2"]:
+            raise ValueError(f"{where}: holds {sorted(params)}; {expected}")
+        W1, W2 = shapes["W1"], shapes["W2"]
+        if len(W1) != 2 or len(W2) != 2 or shapes["b1"] != W1[1:] or W2[0] != W1[1] or shapes["b2"] != W2[1:]:
+            raise ValueError(f"{where}: has shapes {shapes}; {expected}")
+        if not all(np.issubdtype(p.dtype, np.floating) for p in params.values()):
+            dtypes = {name: str(p.dtype) for name, p in params.items()}
+            raise ValueError(f"{where}: has dtypes {dtypes}; expected floating point")
+        return {name: params[name].astype(np.float64) for name in ("W1", "b1", "W2", "b2")}

@@ -121,6 +121,18 @@ class TwoLayerNet(nn.Module):
         """The parameters as a NumPy ``params`` dict, in the reference's layout and float64."""
         return {name: p.detach().cpu().double().numpy().copy() for name, p in self.params.items()}
 
+    @classmethod
+    def from_npz(cls, path, dtype=torch.float64, device=None):
+        """A net with the parameters stored in the .npz file ``path`` (NumPy's save_params, train export)."""
+        from reference_numpy.neural_net import TwoLayerNet as NumpyTwoLayerNet  # the one reader of the format
+
+        return cls.from_numpy(NumpyTwoLayerNet.read_params(path), dtype=dtype, device=device)
+
+    def save_npz(self, path):
+        """Write the parameters as float64 to the .npz file ``path``; NumPy's ``load_params`` reads it."""
+        with open(path, "wb") as f:  # a file object: given a name, np.savez would append ".npz" to it
+            np.savez(f, **self.to_numpy())
+
 
 class TwoLayerLoss(torch.autograd.Function):
     """``TwoLayerLoss.apply(X, y, W1, b1, W2, b2, reg)`` -> loss; ``loss.backward()`` fills the four ``.grad``.
