@@ -10,6 +10,12 @@ Every module subclasses ArrayDataModule and implements ``load() -> ArraySplits``
 already preprocessed (mean image of the train split subtracted). Batches come from WithReplacementBatches: an
 epoch is ceil(num_train / batch_size) batches and batch ``b`` of epoch ``e`` is drawn from a generator keyed by
 (seed, e, b), so runs are reproducible and a resumed run continues the same sequence.
+
+Epoch and resume protocol (how Lightning drives WithReplacementBatches):
+- Lightning calls ``dataloader.sampler.set_epoch(epoch)`` at every epoch start (the DistributedSampler protocol);
+  ``WithReplacementBatches.sampler`` is the object itself, so the epoch key follows the trainer.
+- It is a Lightning "stateful" iterable (``state_dict``/``load_state_dict``): a checkpoint stores
+  {epoch, next_batch}, and a run restored mid-epoch starts that epoch at ``next_batch``.
 """
 import math
 from dataclasses import dataclass
@@ -17,6 +23,10 @@ from dataclasses import dataclass
 import lightning as L
 import numpy as np
 import torch
+
+# Lightning's "true" precisions keep data in that dtype; the mixed ones keep float32 inputs.
+PRECISION_DTYPES = {"64-true": torch.float64, "64": torch.float64, "16-true": torch.float16,
+                    "bf16-true": torch.bfloat16}
 
 
 @dataclass
@@ -45,6 +55,8 @@ class WithReplacementBatches:
 
     Indices come from ``batch_indices(seed, epoch, b, ...)``; with ``world_size > 1`` every rank draws the same
     global batch and keeps its own contiguous slice, so two processes with B/2 each see what one process with B sees.
+    ``len()`` is the full epoch, ceil(N / B), even when ``start_batch`` skips the first batches of a resumed epoch
+    (Lightning counts the skipped batches as already done).
     """
 
     def __init__(self, X, y, batch_size, seed, epoch=0, start_batch=0, rank=0, world_size=1):
@@ -53,30 +65,75 @@ class WithReplacementBatches:
         self.start_batch = start_batch
         self.rank, self.world_size = rank, world_size
         self.num_batches = math.ceil(X.shape[0] / batch_size)
+        self.next_batch = start_batch  # the batch the next ``next()`` yields; saved by state_dict
+
+    @property
+    def sampler(self):
+        """Lightning calls ``dataloader.sampler.set_epoch(e)`` each epoch; this object is its own sampler."""
+        return self
+
+    def set_epoch(self, epoch):
+        """Key the following iterations by ``epoch``; a new epoch starts at batch 0."""
+        if epoch != self.epoch:
+            self.epoch, self.start_batch = epoch, 0
+
+    def state_dict(self):
+        """{epoch, next_batch, seed}: where this epoch's batch sequence stands (saved in checkpoints)."""
+        return {"epoch": self.epoch, "next_batch": self.next_batch, "seed": self.seed}
+
+    def load_state_dict(self, state):
+        """Continue from a state_dict: the next iteration of ``state['epoch']`` starts at ``next_batch``."""
+        self.epoch, self.start_batch = state["epoch"], state["next_batch"]
 
     def __len__(self):
-        return self.num_batches - self.start_batch
+        return self.num_batches
 
     def __iter__(self):
+        epoch, start = self.epoch, self.start_batch
+        self.start_batch = 0  # a skip applies to one iteration only
+        return self._batches(epoch, start)
+
+    def _batches(self, epoch, start):
         per_rank = self.batch_size // self.world_size
-        for b in range(self.start_batch, self.num_batches):
-            idx = batch_indices(self.seed, self.epoch, b, self.X.shape[0], self.batch_size)
+        num_train = self.X.shape[0]
+        for b in range(start, self.num_batches):
+            idx = batch_indices(self.seed, epoch, b, num_train, self.batch_size)  # (B,)
             idx = idx[self.rank * per_rank:(self.rank + 1) * per_rank].to(self.X.device, non_blocking=True)
-            yield self.X.index_select(0, idx), self.y.index_select(0, idx)
+            self.next_batch = b + 1
+            yield self.X.index_select(0, idx), self.y.index_select(0, idx)  # (B, D), (B,)
+        self.next_batch = self.num_batches
+
+
+class ContiguousChunks:
+    """An evaluation split in order as a few large slices (X[i:i+chunk] (n, D), y[i:i+chunk] (n,))."""
+
+    def __init__(self, X, y, chunk_size=8192):
+        self.X, self.y, self.chunk_size = X, y, chunk_size
+
+    def __len__(self):
+        return math.ceil(self.X.shape[0] / self.chunk_size)
+
+    def __iter__(self):
+        for i in range(0, self.X.shape[0], self.chunk_size):
+            yield self.X[i:i + self.chunk_size], self.y[i:i + self.chunk_size]
 
 
 class ArrayDataModule(L.LightningDataModule):
     """Base of every data module here: subclasses implement ``load() -> ArraySplits``; this class loads once,
     moves the splits to the training device in ``setup`` and serves sampled training batches.
 
-    batch_size: examples per SGD step (drawn with replacement); seed: keys the batch sequence.
+    batch_size: examples per SGD step (drawn with replacement; the global batch under DDP, split across ranks);
+    seed: keys the batch sequence.
     """
 
     def __init__(self, batch_size: int = 200, seed: int = 0):
         super().__init__()
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         self.batch_size = batch_size
         self.seed = seed
         self._splits = None
+        self._device_splits = None  # the splits on the training device, in the training dtype (after setup)
 
     def load(self) -> ArraySplits:
         raise NotImplementedError("a data module implements load() -> ArraySplits")
@@ -100,3 +157,131 @@ class ArrayDataModule(L.LightningDataModule):
         if s.class_names is not None:
             return len(s.class_names)
         return int(s.y_train.max()) + 1
+
+    @property
+    def num_train(self) -> int:
+        """N, the number of training examples (the model's lr schedule needs N / batch_size)."""
+        return int(self.splits.X_train.shape[0])
+
+    @property
+    def image_shape(self):
+        """(C, H, W) of one example before flattening, or None (read by the weight plot)."""
+        return self.splits.image_shape
+
+    def setup(self, stage=None):
+        """Move every split to the trainer's device once, in the dtype of a "true" precision (e.g. 64-true)."""
+        s = self.splits
+        device, dtype = torch.device("cpu"), s.X_train.dtype
+        if self.trainer is not None:
+            device = self.trainer.strategy.root_device
+            dtype = PRECISION_DTYPES.get(str(self.trainer.precision), dtype)
+        move_X = lambda t: None if t is None else t.to(device=device, dtype=dtype)
+        move_y = lambda t: None if t is None else t.to(device=device, dtype=torch.int64)
+        self._device_splits = ArraySplits(move_X(s.X_train), move_y(s.y_train), move_X(s.X_val), move_y(s.y_val),
+                                          move_X(s.X_test), move_y(s.y_test), s.image_shape, s.class_names)
+
+    def _on_device(self):
+        if self._device_splits is None:
+            self.setup()
+        return self._device_splits
+
+    def train_dataloader(self):
+        """WithReplacementBatches of the current epoch; under DDP each rank keeps its slice of every batch."""
+        s = self._on_device()
+        epoch, rank, world_size = 0, 0, 1
+        if self.trainer is not None:
+            epoch, rank, world_size = self.trainer.current_epoch, self.trainer.global_rank, self.trainer.world_size
+        if self.batch_size % world_size:
+            raise ValueError(f"batch_size ({self.batch_size}) must be divisible by the number of processes "
+                             f"({world_size}): every rank takes an equal slice of each batch")
+        return WithReplacementBatches(s.X_train, s.y_train, self.batch_size, self.seed, epoch=epoch,
+                                      rank=rank, world_size=world_size)
+
+    def val_dataloader(self):
+        s = self._on_device()
+        return ContiguousChunks(s.X_val, s.y_val)
+
+    def test_dataloader(self):
+        """The test split; a data module without one has no test stage."""
+        s = self._on_device()
+        if s.X_test is None:
+            raise ValueError(f"{type(self).__name__} has no test split; use validate, or a data module with one")
+        return ContiguousChunks(s.X_test, s.y_test)
+
+    def predict_dataloader(self):
+        """The test split in order, or the val split when there is no test split."""
+        s = self._on_device()
+        if s.X_test is None:
+            return ContiguousChunks(s.X_val, s.y_val)
+        return ContiguousChunks(s.X_test, s.y_test)
+
+
+def subtract_train_mean(X_train, *others):
+    """Mean-image subtraction, the mean taken over the train split only. X_*: (N_*, D). Returns the shifted arrays."""
+    mean = X_train.mean(dim=0, keepdim=True)  # (1, D)  the mean image
+    return (X_train - mean, *(None if X is None else X - mean for X in others))
+
+
+class DigitsDataModule(ArrayDataModule):
+    """scikit-learn's bundled 8x8 digits (1,797 images, 0..16 grey levels, no download), the CLI's default.
+
+    A seeded permutation splits them into 1,297 train / num_val val / num_test test; the train mean image is
+    subtracted. Features: (N, 64) float32; image_shape (1, 8, 8).
+    """
+
+    def __init__(self, batch_size: int = 200, seed: int = 0, num_val: int = 250, num_test: int = 250,
+                 split_seed: int = 0):
+        super().__init__(batch_size=batch_size, seed=seed)
+        if num_val < 1 or num_test < 0 or num_val + num_test >= 1797:
+            raise ValueError(f"num_val={num_val}, num_test={num_test}: expected num_val >= 1, num_test >= 0 and "
+                             f"num_val + num_test < 1797 (the number of digits)")
+        self.num_val, self.num_test, self.split_seed = num_val, num_test, split_seed
+
+    def load(self) -> ArraySplits:
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        X = torch.as_tensor(digits.data, dtype=torch.float32)  # (1797, 64)
+        y = torch.as_tensor(digits.target, dtype=torch.int64)  # (1797,)
+        order = torch.from_numpy(np.random.default_rng(self.split_seed).permutation(X.shape[0]))
+        n_tr = X.shape[0] - self.num_val - self.num_test
+        tr, va, te = order[:n_tr], order[n_tr:n_tr + self.num_val], order[n_tr + self.num_val:]
+        X_tr, X_va, X_te = subtract_train_mean(X[tr], X[va], X[te] if self.num_test else None)
+        return ArraySplits(X_tr, y[tr], X_va, y[va], X_te, y[te] if self.num_test else None,
+                           image_shape=(1, 8, 8), class_names=[str(d) for d in range(10)])
+
+
+def make_spiral(num_per_class, num_classes, rng, noise=0.2):
+    """The cs231n case study's spiral: X (K*N, 2) float32, y (K*N,) int64; arm j has radii 0..1, angles
+    j*4..(j+1)*4 plus noise * randn."""
+    X = np.zeros((num_per_class * num_classes, 2))
+    y = np.zeros(num_per_class * num_classes, dtype=np.int64)
+    for j in range(num_classes):
+        ix = range(num_per_class * j, num_per_class * (j + 1))
+        r = np.linspace(0.0, 1, num_per_class)  # radius
+        t = np.linspace(j * 4, (j + 1) * 4, num_per_class) + rng.standard_normal(num_per_class) * noise  # theta
+        X[ix] = np.c_[r * np.sin(t), r * np.cos(t)]
+        y[ix] = j
+    return torch.as_tensor(X, dtype=torch.float32), torch.from_numpy(y)
+
+
+class SpiralDataModule(ArrayDataModule):
+    """The cs231n "neural networks case study" spiral: num_classes arms x num_per_class points in 2-D.
+
+    Train is one seeded draw; val and test are one second, independent draw (same arms, new noise). The
+    features are used as they are (already centred): X (K*N, 2), no image_shape.
+    """
+
+    def __init__(self, batch_size: int = 300, seed: int = 0, num_per_class: int = 100, num_classes: int = 3,
+                 noise: float = 0.2, data_seed: int = 0):
+        super().__init__(batch_size=batch_size, seed=seed)
+        if num_per_class < 1 or num_classes < 2:
+            raise ValueError(f"num_per_class={num_per_class}, num_classes={num_classes}: expected >= 1 and >= 2")
+        self.num_per_class, self.K, self.noise, self.data_seed = num_per_class, num_classes, noise, data_seed
+
+    def load(self) -> ArraySplits:
+        rng = np.random.default_rng(self.data_seed)
+        X_tr, y_tr = make_spiral(self.num_per_class, self.K, rng, self.noise)
+        X_va, y_va = make_spiral(self.num_per_class, self.K, rng, self.noise)
+        return ArraySplits(X_tr, y_tr, X_va, y_va, X_va, y_va, image_shape=None,
+                           class_names=[f"arm {j}" for j in range(self.K)])

@@ -1,0 +1,158 @@
+"""TwoLayerNetModule: the two-layer net trained by Lightning with the article's hand-written gradients.
+
+Usage (the CLI builds it from configs: ``python -m train fit --model.hidden_size 100``)::
+
+    model = TwoLayerNetModule(input_size=64, num_classes=10, hidden_size=100, learning_rate=0.1)
+    L.Trainer(max_epochs=20).fit(model, datamodule=DigitsDataModule())
+
+One training step (``sgd_step``), manual optimization:
+
+    loss = TwoLayerLoss.apply(X, y, W1, b1, W2, b2, reg)   # forward; backward holds formulas (1)-(5)
+    self.manual_backward(loss)                             # fills .grad through autograd (DDP, AMP see it)
+    opt.step(); opt.zero_grad(); sched.step()              # SGD update W -= lr dW, then the lr schedule
+
+``grad_mode="autograd"`` swaps the first line for the plain-autograd twin (autograd_twin.two_layer_loss_autograd).
+The learning rate decays by ``learning_rate_decay`` per epoch (a LambdaLR stepped every step, so its counter is in
+the checkpoint): ``lr_schedule="epoch"`` multiplies after every ceil(N / B) steps; ``"cs231n"`` reproduces the
+article's loop exactly: after step ``it`` whenever ``it % max(N / B, 1) == 0`` with that float epoch length, it == 0
+included (so the second step already runs at lr * decay, and non-integer N / B decays only at multiples of it).
+"""
+import math
+from fractions import Fraction
+from typing import Literal
+
+import lightning as L
+import torch
+from torchmetrics.classification import MulticlassAccuracy
+
+from torch_impl.autograd_twin import two_layer_loss_autograd
+from torch_impl.neural_net import TwoLayerLoss, TwoLayerNet
+
+
+class EpochDecay:
+    """LambdaLR factor ``decay ** (number of decays in the first n steps)``, a picklable callable.
+
+    schedule "epoch": a decay after every ``steps_per_epoch`` = ceil(N / B) steps -> n // steps_per_epoch.
+    schedule "cs231n": a decay after step i whenever ``i % max(N / B, 1) == 0`` (Python float modulo, exact).
+    For integers i that holds iff i is a multiple of p, the numerator of the float N / B as an exact fraction
+    p / q in lowest terms (i = k p / q needs q | k); so the count is ceil(n / p).
+    """
+
+    def __init__(self, decay, num_train, batch_size, schedule):
+        if schedule not in ("epoch", "cs231n"):
+            raise ValueError(f"lr_schedule must be 'epoch' or 'cs231n', got {schedule!r}")
+        self.decay, self.schedule = decay, schedule
+        if schedule == "epoch":
+            self.period = math.ceil(num_train / batch_size)
+        else:
+            self.period = Fraction(max(num_train / batch_size, 1)).numerator
+
+    def num_decays(self, n):
+        """How many decays happened in steps 0 .. n - 1."""
+        if self.schedule == "epoch":
+            return n // self.period
+        return -(-n // self.period)  # ceil(n / p): steps 0, p, 2p, ... below n
+
+    def __call__(self, n):
+        return self.decay ** self.num_decays(n)
+
+
+class TwoLayerNetModule(L.LightningModule):
+    """Affine - ReLU - affine - softmax trained by minibatch SGD; ``self.net`` holds W1 (D, H), b1, W2 (H, C), b2.
+
+    input_size: D; num_classes: C; hidden_size: H; std: init scale of the weights; reg: L2 strength;
+    learning_rate, learning_rate_decay, lr_schedule: see the module docstring; momentum: SGD momentum (0 = the
+    article's plain SGD); grad_mode: "manual" (hand-written gradients) or "autograd"; init_seed: seeds W1, W2.
+    """
+
+    def __init__(self, input_size: int, num_classes: int, hidden_size: int = 50, std: float = 1e-4,
+                 reg: float = 0.25, learning_rate: float = 1e-4, learning_rate_decay: float = 0.95,
+                 lr_schedule: Literal["epoch", "cs231n"] = "epoch", momentum: float = 0.0,
+                 grad_mode: Literal["manual", "autograd"] = "manual", init_seed: int = 0):
+        super().__init__()
+        for name, value in [("input_size", input_size), ("num_classes", num_classes), ("hidden_size", hidden_size)]:
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if lr_schedule not in ("epoch", "cs231n"):
+            raise ValueError(f"lr_schedule must be 'epoch' or 'cs231n', got {lr_schedule!r}")
+        if grad_mode not in ("manual", "autograd"):
+            raise ValueError(f"grad_mode must be 'manual' or 'autograd', got {grad_mode!r}")
+        if learning_rate <= 0 or reg < 0 or not 0 < learning_rate_decay <= 1 or not 0 <= momentum < 1:
+            raise ValueError(f"expected learning_rate > 0, reg >= 0, 0 < learning_rate_decay <= 1, 0 <= momentum < 1;"
+                             f" got learning_rate={learning_rate}, reg={reg}, "
+                             f"learning_rate_decay={learning_rate_decay}, momentum={momentum}")
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        generator = torch.Generator().manual_seed(init_seed)
+        self.net = TwoLayerNet(input_size, hidden_size, num_classes, std=std, generator=generator)
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    def forward(self, X):
+        """X: (N, D) -> scores (N, C)."""
+        return self.net(X)
+
+    def configure_optimizers(self):
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is None or not hasattr(dm, "num_train"):
+            raise ValueError("TwoLayerNetModule needs a datamodule with num_train and batch_size (an "
+                             "ArrayDataModule) to know its epoch length for the lr schedule; got "
+                             f"{type(dm).__name__}")
+        opt = torch.optim.SGD(self.net.parameters(), lr=self.hparams.learning_rate, momentum=self.hparams.momentum)
+        factor = EpochDecay(self.hparams.learning_rate_decay, dm.num_train, dm.batch_size, self.hparams.lr_schedule)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def batch_loss(self, X, y):
+        """The differentiable 0-d loss of a batch, X: (B, D), y: (B,), by the chosen gradient path."""
+        W1, b1, W2, b2 = self.net.W1, self.net.b1, self.net.W2, self.net.b2
+        if self.hparams.grad_mode == "manual":
+            return TwoLayerLoss.apply(X, y, W1, b1, W2, b2, self.hparams.reg)
+        return two_layer_loss_autograd(X, y, W1, b1, W2, b2, self.hparams.reg)
+
+    def sgd_step(self, X, y):
+        """One SGD step on X: (B, D), y: (B,): loss, gradients through autograd, update, lr schedule.
+
+        Returns the detached loss (computed before the update). The whole per-step work lives here.
+        """
+        opt, sched = self.optimizers(), self.lr_schedulers()
+        loss = self.batch_loss(X, y)
+        self.manual_backward(loss)  # hand-written (or autograd) gradients into .grad, via the engine
+        opt.step()  # W -= lr * dW (SGD, optionally with momentum)
+        opt.zero_grad(set_to_none=False)
+        sched.step()  # lr for the next step
+        return loss.detach()
+
+    def training_step(self, batch, batch_idx):
+        X, y = batch  # (B, D), (B,)
+        lr = self.optimizers().param_groups[0]["lr"]  # the lr this step uses
+        loss = self.sgd_step(X, y)
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+        self.log("lr", lr, on_step=True, on_epoch=False)
+        if batch_idx == self.trainer.num_training_batches - 1:
+            # cs231n's train accuracy: the epoch's last batch, after its update
+            with torch.no_grad():
+                self.train_acc(self.net(X).argmax(dim=1), y)
+            self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def _evaluate(self, batch, metric, stage):
+        X, y = batch  # (n, D), (n,)
+        scores = self.net(X)  # (n, C)
+        loss = torch.nn.functional.cross_entropy(scores, y) + self.hparams.reg * (
+            torch.sum(self.net.W1 * self.net.W1) + torch.sum(self.net.W2 * self.net.W2))
+        metric(scores.argmax(dim=1), y)
+        self.log(f"{stage}/loss", loss, batch_size=X.shape[0], prog_bar=stage == "val")
+        self.log(f"{stage}/acc", metric, batch_size=X.shape[0], prog_bar=stage == "val")
+
+    def validation_step(self, batch, batch_idx):
+        self._evaluate(batch, self.val_acc, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._evaluate(batch, self.test_acc, "test")
+
+    def predict_step(self, batch, batch_idx):
+        """Class indices (n,) of the batch's examples (a batch is (X, y) or X)."""
+        X = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self.net(X).argmax(dim=1)

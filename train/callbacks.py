@@ -1,0 +1,117 @@
+"""Callbacks of ``python -m train fit``: TrainingPlots writes the run's PNGs into the logger's folder.
+
+At the end of fit (rank 0 only), into ``trainer.logger.log_dir`` (e.g. lightning_logs/version_0/):
+
+    loss_history.png   train/loss of every step (cs231n's loss_history plot)
+    accuracy.png       train/acc (last batch of each epoch, as cs231n) and val/acc per validation
+    weights.png        W1's columns as images (cs231n's show_net_weights), when the data has an image_shape;
+                       for 2-D features (the spiral) the decision regions instead
+
+matplotlib with the Agg backend: no window is opened.
+"""
+import math
+import os
+
+import lightning as L
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from lightning.pytorch.utilities import rank_zero_info  # noqa: E402
+from torchvision.utils import make_grid  # noqa: E402
+
+
+class TrainingPlots(L.Callback):
+    """Collects the loss of every step and the accuracies of every epoch; plots them when fit ends.
+
+    enabled: set False to skip the plots (e.g. timing runs).
+    """
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self.losses, self.train_acc, self.val_acc = [], [], []
+
+    def on_fit_start(self, trainer, pl_module):
+        self.losses, self.train_acc, self.val_acc = [], [], []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if self.enabled and loss is not None:
+            self.losses.append(loss.detach())  # stays on the device; one transfer at the end
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if "train/acc" in trainer.callback_metrics:
+            self.train_acc.append((trainer.current_epoch, float(trainer.callback_metrics["train/acc"])))
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if not trainer.sanity_checking and "val/acc" in trainer.callback_metrics:
+            self.val_acc.append((trainer.current_epoch, float(trainer.callback_metrics["val/acc"])))
+
+    def on_fit_end(self, trainer, pl_module):
+        if not self.enabled or not trainer.is_global_zero:
+            return
+        log_dir = trainer.logger.log_dir if trainer.logger is not None else trainer.default_root_dir
+        os.makedirs(log_dir, exist_ok=True)
+        self.plot_loss(os.path.join(log_dir, "loss_history.png"))
+        self.plot_accuracy(os.path.join(log_dir, "accuracy.png"))
+        dm = trainer.datamodule
+        image_shape = getattr(dm, "image_shape", None)
+        path = os.path.join(log_dir, "weights.png")
+        if image_shape is not None:
+            plot_weights(pl_module.net.W1.detach(), image_shape, path)
+        elif pl_module.net.W1.shape[0] == 2 and dm is not None:
+            plot_decision_regions(pl_module, dm.splits.X_train, dm.splits.y_train, path)
+        else:
+            rank_zero_info("TrainingPlots: no image_shape and not 2-D features, so no weights.png")
+        rank_zero_info(f"TrainingPlots: wrote the plots to {log_dir}")
+
+    def plot_loss(self, path):
+        fig, ax = plt.subplots(figsize=(7, 4))
+        if self.losses:
+            ax.plot(torch.stack(self.losses).float().cpu().numpy(), lw=0.8)
+        ax.set(title="Loss history", xlabel="iteration", ylabel="training loss")
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+
+    def plot_accuracy(self, path):
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for label, history in [("train (last batch)", self.train_acc), ("val", self.val_acc)]:
+            if history:
+                epochs, accs = zip(*history)
+                ax.plot(epochs, accs, marker="o", ms=3, label=label)
+        ax.set(title="Classification accuracy history", xlabel="epoch", ylabel="accuracy")
+        ax.legend()
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+
+
+def plot_weights(W1, image_shape, path):
+    """W1: (D, H) with D = C*h*w; each column shown as a (C, h, w) image, each scaled to its own range."""
+    D, H = W1.shape
+    images = W1.T.float().cpu().reshape(H, *image_shape)  # (H, C, h, w)
+    grid = make_grid(images, nrow=math.ceil(math.sqrt(H)), padding=1, normalize=True, scale_each=True,
+                     pad_value=1.0)  # (3, gh, gw)
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray", interpolation="nearest")
+    ax.set_title(f"First-layer weights W1: {H} units as {tuple(image_shape)} images")
+    ax.axis("off")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+@torch.no_grad()
+def plot_decision_regions(pl_module, X, y, path, steps=200):
+    """The classifier's regions over the plane with the points X: (N, 2), y: (N,) on top (the case study's plot)."""
+    X, y = X.cpu(), y.cpu()
+    lo, hi = X.min(dim=0).values - 0.2, X.max(dim=0).values + 0.2  # (2,), (2,)
+    xx, yy = torch.meshgrid(torch.linspace(lo[0], hi[0], steps), torch.linspace(lo[1], hi[1], steps), indexing="xy")
+    grid = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)  # (steps^2, 2)
+    W1 = pl_module.net.W1
+    Z = pl_module.net(grid.to(W1.device, W1.dtype)).argmax(dim=1).cpu().reshape(steps, steps)  # (steps, steps)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.contourf(xx.numpy(), yy.numpy(), Z.numpy(), cmap="Spectral", alpha=0.8)
+    ax.scatter(X[:, 0].numpy(), X[:, 1].numpy(), c=y.numpy(), s=15, cmap="Spectral", edgecolors="k", lw=0.3)
+    ax.set_title("Decision regions (train points)")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
