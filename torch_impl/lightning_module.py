@@ -99,18 +99,23 @@ class TwoLayerNetModule(L.LightningModule):
             raise ValueError("TwoLayerNetModule needs a datamodule with num_train and batch_size (an "
                              "ArrayDataModule) to know its epoch length for the lr schedule; got "
                              f"{type(dm).__name__}")
+        # [bridge:lightning-optimizer]
         opt = torch.optim.SGD(self.net.parameters(), lr=self.hparams.learning_rate, momentum=self.hparams.momentum)
+        # [/bridge:lightning-optimizer]
         factor = EpochDecay(self.hparams.learning_rate_decay, dm.num_train, dm.batch_size, self.hparams.lr_schedule)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
+    # [bridge:lightning-batch-loss]
     def batch_loss(self, X, y):
         """The differentiable 0-d loss of a batch, X: (B, D), y: (B,), by the chosen gradient path."""
         W1, b1, W2, b2 = self.net.W1, self.net.b1, self.net.W2, self.net.b2
         if self.hparams.grad_mode == "manual":
             return TwoLayerLoss.apply(X, y, W1, b1, W2, b2, self.hparams.reg)
         return two_layer_loss_autograd(X, y, W1, b1, W2, b2, self.hparams.reg)
+    # [/bridge:lightning-batch-loss]
 
+    # [bridge:lightning-sgd-step]
     def sgd_step(self, X, y):
         """One SGD step on X: (B, D), y: (B,): loss, gradients through autograd, update, lr schedule.
 
@@ -123,7 +128,9 @@ class TwoLayerNetModule(L.LightningModule):
         opt.zero_grad(set_to_none=False)
         sched.step()  # lr for the next step
         return loss.detach()
+    # [/bridge:lightning-sgd-step]
 
+    # [bridge:lightning-training-step]
     def training_step(self, batch, batch_idx):
         X, y = batch  # (B, D), (B,)
         lr = self.optimizers().param_groups[0]["lr"]  # the lr this step uses
@@ -136,6 +143,7 @@ class TwoLayerNetModule(L.LightningModule):
                 self.train_acc(self.net(X).argmax(dim=1), y)
             self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
+    # [/bridge:lightning-training-step]
 
     def _evaluate(self, batch, metric, stage):
         X, y = batch  # (n, D), (n,)
