@@ -19,6 +19,8 @@ The loss keeps the article's ``-log(softmax[y])``; see reference_numpy/softmax.p
 """
 import numpy as np
 
+from reference_numpy.validation import check_net_sizes, check_train, check_two_layer_inputs
+
 
 def two_layer_loss(X, y, W1, b1, W2, b2, reg):
     """Loss and gradients of the two-layer net.
@@ -26,6 +28,7 @@ def two_layer_loss(X, y, W1, b1, W2, b2, reg):
     X: (N, D); y: (N,) labels in [0, C) or None; W1: (D, H); b1: (H,); W2: (H, C); b2: (C,).
     Returns scores (N, C) when y is None, else (loss, grads) with grads keys W1, b1, W2, b2.
     """
+    check_two_layer_inputs(X, y, W1, b1, W2, b2, reg)
     N = X.shape[0]
     # forward pass
     # [bridge:net-forward]
@@ -73,6 +76,7 @@ class TwoLayerNet:
 
     def __init__(self, input_size, hidden_size, output_size, std=1e-4):
         """W1: (D, H), b1: (H,), W2: (H, C), b2: (C,); weights std * randn in this order, biases zero."""
+        check_net_sizes(input_size, hidden_size, output_size, std)
         self.params = {}
         self.params["W1"] = std * np.random.randn(input_size, hidden_size)
         self.params["b1"] = np.zeros(hidden_size)
@@ -97,6 +101,7 @@ class TwoLayerNet:
         recorded and the learning rate is multiplied by ``learning_rate_decay``.
         Returns {'loss_history', 'train_acc_history', 'val_acc_history'}.
         """
+        check_train(self.params, X, y, X_val, y_val, learning_rate, learning_rate_decay, reg, num_iters, batch_size)
         num_train = X.shape[0]
         iterations_per_epoch = max(num_train / batch_size, 1)
 

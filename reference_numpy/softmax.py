@@ -19,6 +19,8 @@ implementation uses the log-sum-exp form instead, which stays finite.
 """
 import numpy as np
 
+from reference_numpy.validation import check_softmax_inputs
+
 
 def softmax_loss_naive(W, X, y, reg):
     """Softmax loss with explicit loops.
@@ -26,6 +28,7 @@ def softmax_loss_naive(W, X, y, reg):
     W: (D, C) weights; X: (N, D) data; y: (N,) integer labels in [0, C); reg: L2 strength.
     Returns (loss, dW) with dW: (D, C).
     """
+    check_softmax_inputs(W, X, y, reg)
     loss = 0.0
     dW = np.zeros_like(W)
     num_train = X.shape[0]
@@ -51,6 +54,7 @@ def softmax_loss_vectorized(W, X, y, reg):
     W: (D, C) weights; X: (N, D) data; y: (N,) integer labels in [0, C); reg: L2 strength.
     Returns (loss, dW) with dW: (D, C).
     """
+    check_softmax_inputs(W, X, y, reg)
     num_train = X.shape[0]
     # [bridge:softmax-scores]
     scores = X.dot(W)  # (N, C)  formula (1)

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from torch_impl.validation import check_net_sizes, check_two_layer_inputs
+
 
 def two_layer_loss(X, y, W1, b1, W2, b2, reg):
     """Loss and gradients of the two-layer net.
@@ -30,6 +32,7 @@ def two_layer_loss(X, y, W1, b1, W2, b2, reg):
     X: (N, D); y: (N,) labels in [0, C) or None; W1: (D, H); b1: (H,); W2: (H, C); b2: (C,).
     Returns scores (N, C) when y is None, else (loss, grads) with grads keys W1, b1, W2, b2.
     """
+    check_two_layer_inputs(X, y, W1, b1, W2, b2, reg)
     N = X.shape[0]
     # forward pass
     # [bridge:net-forward]
@@ -79,6 +82,7 @@ class TwoLayerNet(nn.Module):
     def __init__(self, input_size, hidden_size, output_size, std=1e-4, *, dtype=None, device=None,
                  generator=None):
         """W1: (D, H), b1: (H,), W2: (H, C), b2: (C,); weights std * randn in this order, biases zero."""
+        check_net_sizes(input_size, hidden_size, output_size, std)
         super().__init__()
         kw = {"dtype": dtype, "device": device}
         self.W1 = nn.Parameter(std * torch.randn(input_size, hidden_size, generator=generator, **kw))

@@ -19,6 +19,8 @@ device and in the dtype of the inputs.
 """
 import torch
 
+from torch_impl.validation import check_softmax_inputs
+
 
 def softmax_loss_naive(W, X, y, reg):
     """Softmax loss with explicit loops.
@@ -26,6 +28,7 @@ def softmax_loss_naive(W, X, y, reg):
     W: (D, C) weights; X: (N, D) data; y: (N,) integer labels in [0, C); reg: L2 strength.
     Returns (loss, dW): a 0-d tensor and (D, C).
     """
+    check_softmax_inputs(W, X, y, reg)
     loss = torch.zeros((), dtype=W.dtype, device=W.device)
     dW = torch.zeros_like(W)
     num_train = X.shape[0]
@@ -51,6 +54,7 @@ def softmax_loss_vectorized(W, X, y, reg):
     W: (D, C) weights; X: (N, D) data; y: (N,) integer labels in [0, C); reg: L2 strength.
     Returns (loss, dW): a 0-d tensor and (D, C).
     """
+    check_softmax_inputs(W, X, y, reg)
     num_train = X.shape[0]
     # [bridge:softmax-scores]
     scores = X @ W  # (N, C)  formula (1)
