@@ -1,0 +1,255 @@
+"""Gradient verification of the project itself: NumPy reference vs torch manual vs torch.autograd vs centred
+finite differences, on a fixed set of cases. The CLI is ``python -m train verify`` (train/verify_cmd.py);
+checking someone else's code (``--target``) lives in torch_impl/verify_targets.py.
+
+Usage::
+
+    rows = run_self_check(devices=["cpu"])
+    print(format_table(rows)); ok = all(r.passed for r in rows)
+
+Every comparison is against torch.autograd in float64 on the CPU (torch_impl/autograd_twin.py) and reports
+max |got - want| and the max relative error ``max |got - want| / max |want|`` (normwise: a gradient entry that is
+exactly 0, e.g. behind an inactive ReLU, cannot blow it up). Tolerances (relative):
+
+    float64 manual / NumPy vs autograd   1e-10   same formulas, different rounding order: errors ~1e-15..1e-13
+    finite differences (h = 1e-5)        1e-7    truncation h^2 |f'''| ~ 1e-10 plus rounding eps |f| / h ~ 1e-11;
+                                                 cs231n's own "1e-7 or less is good"
+    float32 vs float64 autograd          FLOAT32_RTOL * max(1, max|S| / 10): torch.testing's float32 rtol 1.3e-6
+                                         x4, since ours is a max over up to ~50 entries (seen: <= 3.3e-7), scaled
+                                         up when the logits S are large: rounding the inputs alone moves S by
+                                         eps32 |S| (6e-5 at |S| = 1e3; seen: 2e-5 relative)
+    measured on the CPU: float64 <= 2.3e-14, finite differences <= 4.6e-9 (large logits), <= 6e-10 otherwise
+"""
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from reference_numpy import neural_net as ref_net
+from reference_numpy import softmax as ref_softmax
+from reference_numpy.gradient_check import eval_numerical_gradient
+from torch_impl import autograd_twin, neural_net, softmax
+
+FLOAT64_RTOL = 1e-10  # manual / NumPy vs autograd, float64
+FINITE_DIFF_RTOL = 1e-7  # centred differences with h = 1e-5, float64
+FLOAT32_RTOL = 5e-6  # torch.testing's float32 rtol (1.3e-6) x 4 for a max over many entries
+TWO_LAYER_PARAMS = ("W1", "b1", "W2", "b2")
+
+
+@dataclass
+class Row:
+    """One line of the verification table: ``check`` (e.g. "torch vectorized") compared on ``quantity``."""
+
+    case: str
+    check: str
+    quantity: str
+    max_abs: float
+    max_rel: float
+    tol: float
+    passed: bool
+    note: str = ""
+
+    @property
+    def status(self):
+        return "PASS" if self.passed else "FAIL"
+
+
+def to_numpy(x):
+    """A tensor, array or number as a float64 NumPy array on the host."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().to("cpu", torch.float64).numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def errors(got, want):
+    """(max abs error, max relative error) of got vs want (same shapes); NaN/Inf in got gives nan/inf."""
+    got, want = to_numpy(got), to_numpy(want)
+    if got.size == 0:
+        return 0.0, 0.0
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(got - want)  # same shape as want
+        max_abs = float(np.nan if np.isnan(diff).any() else diff.max())
+    scale = float(np.abs(want).max())
+    if scale > 0:
+        return max_abs, max_abs / scale
+    return max_abs, (0.0 if max_abs == 0 else float("inf"))
+
+
+def compare(case, check, quantity, got, want, tol, note=""):
+    """A Row comparing got with want; PASS when the relative error is at most tol (NaN never passes)."""
+    max_abs, max_rel = errors(got, want)
+    return Row(case, check, quantity, max_abs, max_rel, tol, bool(max_rel <= tol), note)
+
+
+def format_table(rows):
+    """The rows as a fixed-width text table with a summary line."""
+    head = f"{'case':<34} {'check':<24} {'quantity':<8} {'max abs err':>11} {'max rel err':>11} {'tol':>8}  result"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        line = (f"{r.case:<34} {r.check:<24} {r.quantity:<8} {r.max_abs:>11.2e} {r.max_rel:>11.2e} {r.tol:>8.0e}  "
+                f"{r.status}")
+        lines.append(line + (f"  {r.note}" if r.note else ""))
+    failed = sum(not r.passed for r in rows)
+    lines.append(f"{len(rows)} checks: {len(rows) - failed} PASS, {failed} FAIL")
+    return "\n".join(lines)
+
+
+def rows_to_json(rows):
+    """The rows as a list of dicts (JSON-ready: nan/inf become the strings 'nan'/'inf')."""
+    out = []
+    for r in rows:
+        d = asdict(r)
+        d["status"] = r.status
+        for key in ("max_abs", "max_rel"):
+            if not np.isfinite(d[key]):
+                d[key] = str(d[key])
+        out.append(d)
+    return out
+
+
+# ---- the fixed cases (float64 NumPy; shared with verify_targets.py, where each mistake must show) ----
+
+@dataclass
+class SoftmaxCase:
+    """W: (D, C), X: (N, D), y: (N,) int64, reg: L2 strength."""
+
+    name: str
+    W: np.ndarray
+    X: np.ndarray
+    y: np.ndarray
+    reg: float
+
+
+@dataclass
+class TwoLayerCase:
+    """X: (N, D), y: (N,) int64, params: {W1 (D, H), b1 (H,), W2 (H, C), b2 (C,)}, reg: L2 strength."""
+
+    name: str
+    X: np.ndarray
+    y: np.ndarray
+    params: dict
+    reg: float
+
+
+def softmax_cases():
+    """Random shapes, reg = 0 and > 0, N = 1, C = 2, and large logits (bias column: every score ~1e3 + O(1))."""
+    cases = []
+    for seed, (name, N, D, C, reg) in enumerate([("random", 9, 7, 5, 0.0), ("reg", 9, 7, 5, 0.4),
+                                                 ("N=1", 1, 6, 4, 0.2), ("C=2", 8, 5, 2, 0.2),
+                                                 ("large logits", 8, 6, 5, 0.0)]):
+        rng = np.random.default_rng(100 + seed)
+        W = 0.5 * rng.standard_normal((D, C))  # (D, C)
+        X = rng.standard_normal((N, D))  # (N, D)
+        if name == "large logits":
+            X[:, 0] = 1.0  # the bias trick: W[0] is added to every score
+            W[0] = 1000.0 + 0.5 * rng.standard_normal(C)  # common offset 1e3, small spread
+        y = rng.integers(0, C, size=N)  # (N,)
+        y[0] = 0  # with y[1] below: N > 1 cases have at least two labels
+        if N > 1:
+            y[1] = C - 1
+        cases.append(SoftmaxCase(name, W, X, y.astype(np.int64), reg))
+    return cases
+
+
+def two_layer_cases():
+    """As softmax_cases; the ReLU is active and inactive, and b1 moves S1 = X W1 + b1 across 0 for some units,
+    so a mask taken without the bias differs; every |S1| > 1e-3, so finite differences never straddle a kink."""
+    cases = []
+    for seed, (name, N, D, H, C, reg) in enumerate([("random", 9, 6, 8, 5, 0.0), ("reg", 9, 6, 8, 5, 0.3),
+                                                    ("N=1", 1, 5, 7, 4, 0.2), ("C=2", 8, 5, 6, 2, 0.2),
+                                                    ("large logits", 8, 6, 8, 5, 0.1)]):
+        rng = np.random.default_rng(200 + seed)
+        X = rng.standard_normal((N, D))  # (N, D)
+        p = {"W1": 0.5 * rng.standard_normal((D, H)), "b1": rng.standard_normal(H),
+             "W2": 0.5 * rng.standard_normal((H, C)), "b2": 0.3 * rng.standard_normal(C)}
+        if name == "large logits":
+            p["b2"] = 1000.0 + 0.5 * rng.standard_normal(C)  # common offset 1e3, small spread
+        S1 = X @ p["W1"] + p["b1"]  # (N, H)
+        p["b1"] = p["b1"] + np.where(np.abs(S1).min(axis=0) < 1e-3, 1e-2, 0.0)  # keep off the ReLU kink
+        y = rng.integers(0, C, size=N)
+        y[0] = 0
+        if N > 1:
+            y[1] = C - 1
+        cases.append(TwoLayerCase(name, X, y.astype(np.int64), p, reg))
+    return cases
+
+
+# ---- the self-check ----
+
+def _float32_tol(max_logit):
+    return FLOAT32_RTOL * max(1.0, max_logit / 10.0)
+
+
+def _softmax_rows(case, device, dtype, want_loss, want_dW):
+    W, X = (torch.as_tensor(a, dtype=dtype, device=device) for a in (case.W, case.X))
+    y = torch.as_tensor(case.y, device=device)
+    f64 = dtype == torch.float64
+    tol = FLOAT64_RTOL if f64 else _float32_tol(np.abs(case.X @ case.W).max())
+    label = f"softmax/{case.name} {str(dtype)[6:]} {device}"
+    results = {}
+    if f64 and device == "cpu":
+        results["numpy naive"] = ref_softmax.softmax_loss_naive(case.W, case.X, case.y, case.reg)
+        results["numpy vectorized"] = ref_softmax.softmax_loss_vectorized(case.W, case.X, case.y, case.reg)
+    results["torch naive"] = softmax.softmax_loss_naive(W, X, y, case.reg)
+    results["torch vectorized"] = softmax.softmax_loss_vectorized(W, X, y, case.reg)
+    Wleaf = W.clone().requires_grad_(True)
+    loss = softmax.SoftmaxLoss.apply(Wleaf, X, y, case.reg)
+    loss.backward()  # the hand-written dW, delivered through the autograd engine
+    results["torch SoftmaxLoss.apply"] = (loss, Wleaf.grad)
+    rows = []
+    for check, (loss, dW) in results.items():
+        rows.append(compare(label, check, "loss", loss, want_loss, tol))
+        rows.append(compare(label, check, "dW", dW, want_dW, tol))
+    if f64 and device == "cpu":
+        f = lambda W_: ref_softmax.softmax_loss_vectorized(W_, case.X, case.y, case.reg)[0]
+        num = eval_numerical_gradient(f, case.W.copy(), verbose=False, h=1e-5)  # (D, C)
+        rows.append(compare(label, "finite differences", "dW", num, want_dW, FINITE_DIFF_RTOL))
+    return rows
+
+
+def _two_layer_rows(case, device, dtype, want_loss, want_grads):
+    X = torch.as_tensor(case.X, dtype=dtype, device=device)
+    y = torch.as_tensor(case.y, device=device)
+    P = {k: torch.as_tensor(v, dtype=dtype, device=device) for k, v in case.params.items()}
+    f64 = dtype == torch.float64
+    scores = ref_net.two_layer_loss(case.X, None, *case.params.values(), case.reg)  # (N, C)
+    tol = FLOAT64_RTOL if f64 else _float32_tol(np.abs(scores).max())
+    label = f"two_layer/{case.name} {str(dtype)[6:]} {device}"
+    results = {}
+    if f64 and device == "cpu":
+        results["numpy"] = ref_net.two_layer_loss(case.X, case.y, *case.params.values(), case.reg)
+    results["torch two_layer_loss"] = neural_net.two_layer_loss(X, y, *P.values(), case.reg)
+    leaves = {k: v.clone().requires_grad_(True) for k, v in P.items()}
+    loss = neural_net.TwoLayerLoss.apply(X, y, *leaves.values(), case.reg)
+    loss.backward()  # the hand-written gradients, delivered through the autograd engine
+    results["torch TwoLayerLoss.apply"] = (loss, {k: v.grad for k, v in leaves.items()})
+    rows = []
+    for check, (loss, grads) in results.items():
+        rows.append(compare(label, check, "loss", loss, want_loss, tol))
+        rows += [compare(label, check, k, grads[k], want_grads[k], tol) for k in TWO_LAYER_PARAMS]
+    if f64 and device == "cpu":
+        for k in TWO_LAYER_PARAMS:
+            params = {n: v.copy() for n, v in case.params.items()}
+            f = lambda _, params=params: ref_net.two_layer_loss(case.X, case.y, *params.values(), case.reg)[0]
+            num = eval_numerical_gradient(f, params[k], verbose=False, h=1e-5)  # shape of params[k]
+            rows.append(compare(label, "finite differences", k, num, want_grads[k], FINITE_DIFF_RTOL))
+    return rows
+
+
+def run_self_check(devices=("cpu",), dtypes=(torch.float64, torch.float32)):
+    """All rows of the self-check for the given devices and dtypes (reference: float64 autograd on the CPU)."""
+    rows = []
+    for case in softmax_cases():
+        want_loss, want_dW = autograd_twin.softmax_loss_and_grad_autograd(
+            torch.as_tensor(case.W), torch.as_tensor(case.X), torch.as_tensor(case.y), case.reg)
+        for device in devices:
+            for dtype in dtypes:
+                rows += _softmax_rows(case, device, dtype, want_loss, want_dW)
+    for case in two_layer_cases():
+        want_loss, want_grads = autograd_twin.two_layer_loss_and_grads_autograd(
+            torch.as_tensor(case.X), torch.as_tensor(case.y),
+            *(torch.as_tensor(v) for v in case.params.values()), case.reg)
+        for device in devices:
+            for dtype in dtypes:
+                rows += _two_layer_rows(case, device, dtype, want_loss, want_grads)
+    return rows
