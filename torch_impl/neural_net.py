@@ -21,8 +21,11 @@ switches training mode, and training is the Lightning module's job (torch_impl/l
 """
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
+from torch_impl.fast_step import reg_plus_mm, scaled_dscores, upstream_scale
 from torch_impl.validation import check_net_sizes, check_two_layer_inputs
 
 
@@ -141,18 +144,41 @@ class TwoLayerNet(nn.Module):
 class TwoLayerLoss(torch.autograd.Function):
     """``TwoLayerLoss.apply(X, y, W1, b1, W2, b2, reg)`` -> loss; ``loss.backward()`` fills the four ``.grad``.
 
-    Forward runs two_layer_loss, which computes the hand-written gradients as a by-product, and saves them;
-    backward applies the chain rule (upstream gradient times each gradient). This is how training delivers the
-    formulas: through the autograd engine, where DDP's all-reduce hooks and AMP's grad scaler see them.
+    X: (N, D); y: (N,) int64 in [0, C); W1: (D, H); b1: (H,); W2: (H, C); b2: (C,); reg: float.
+    The same math as two_layer_loss (tests/test_fast_paths.py proves them equal), arranged for speed: forward
+    computes the loss and saves what backward needs (X, H1, log P); backward applies the formulas, times the
+    upstream gradient, with each weight gradient ``g (X^T dH1 + 2 reg W1)`` a single addmm. Gradients travel
+    through the autograd engine, where DDP's all-reduce hooks and AMP's grad scaler see them; X, y, reg get none.
     """
 
     @staticmethod
     def forward(ctx, X, y, W1, b1, W2, b2, reg):
-        loss, grads = two_layer_loss(X, y, W1, b1, W2, b2, reg)
-        ctx.save_for_backward(grads["W1"], grads["b1"], grads["W2"], grads["b2"])
+        if y is None:
+            raise ValueError("y: got None; expected (N,) int64 labels (TwoLayerLoss computes a loss)")
+        check_two_layer_inputs(X, y, W1, b1, W2, b2, reg, values=False)  # metadata only: no host sync
+        S1 = torch.addmm(b1, X, W1)  # (N, H)  S1 = X W1 + b1
+        H1 = S1.clamp_min_(0)  # (N, H)  ReLU in place: H1 > 0 exactly where S1 > 0, the mask backward needs
+        scores = torch.addmm(b2, H1, W2)  # (N, C)  S2 = H1 W2 + b2
+        log_probs = torch.log_softmax(scores, dim=1)  # (N, C)  stable log P = S2 - logsumexp(S2)
+        l2 = torch.dot(W1.reshape(-1), W1.reshape(-1)) + torch.dot(W2.reshape(-1), W2.reshape(-1))
+        loss = F.nll_loss(log_probs, y) + reg * l2  # mean -log P[y] + reg (||W1||^2 + ||W2||^2)
+        ctx.save_for_backward(X, y, W1, W2, H1, log_probs)
+        ctx.reg = reg
         return loss
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_loss):
-        dW1, db1, dW2, db2 = ctx.saved_tensors
-        return None, None, grad_loss * dW1, grad_loss * db1, grad_loss * dW2, grad_loss * db2, None
+        X, y, W1, W2, H1, log_probs = ctx.saved_tensors
+        if H1.dtype != W1.dtype:  # forward ran under autocast: finish in the parameters' dtype
+            X, H1, log_probs = X.to(W1.dtype), H1.to(W1.dtype), log_probs.to(W1.dtype)
+        g, two_reg, need = upstream_scale(grad_loss), 2 * ctx.reg, ctx.needs_input_grad
+        dS2 = scaled_dscores(log_probs, y, g)  # (N, C)  formula (4): dS2 = g (P - Y) / N
+        dW2 = reg_plus_mm(W2, H1.T, dS2, two_reg, g) if need[4] else None  # (H, C)  formula (5), layer 2
+        db2 = dS2.sum(0) if need[5] else None  # (C,)  column sums
+        dW1 = db1 = None
+        if need[2] or need[3]:
+            dH1 = torch.ops.aten.threshold_backward(dS2 @ W2.T, H1, 0)  # (N, H)  dS2 W2^T masked by (S1 > 0)
+            dW1 = reg_plus_mm(W1, X.T, dH1, two_reg, g) if need[2] else None  # (D, H)  formula (5), layer 1
+            db1 = dH1.sum(0) if need[3] else None  # (H,)  column sums
+        return None, None, dW1, db1, dW2, db2, None

@@ -1,0 +1,207 @@
+"""Time one SGD step of the two-layer net at cs231n's CIFAR-10 shape against the GEMM floor, all in one run.
+
+Usage::
+
+    python benchmarks/bench_step.py                                  # CPU, H = 50 and 100, every row
+    python benchmarks/bench_step.py --device cuda --json bench.json  # a GPU, rows written as JSON
+    python benchmarks/bench_step.py --rows floor torch_manual --hidden 50 --repeats 15
+    python benchmarks/bench_step.py --memory                         # peak RSS of a training loop instead
+
+The data are synthetic, of the shape cs231n trains on: N = 49,000 rows of D = 3,072 float32 features, C = 10
+classes, batches of B = 200 drawn with replacement. Rows (``--rows``):
+
+    floor           the batch gather X[idx] and the two large GEMMs X_b W1 and X_b^T dH, into preallocated
+                    outputs: the part of a step no implementation can avoid
+    numpy_float64   reference_numpy's step as cs231n's train runs it: loss and grads, then the SGD update (CPU)
+    numpy_float32   the same on float32 arrays
+    torch_manual    the step fit runs: gather, TwoLayerLoss.apply, backward, torch.optim.SGD step, zero_grad
+    torch_autograd  the same with the plain-autograd twin (autograd_twin.two_layer_loss_autograd)
+
+Rows are timed in interleaved rounds (per round, one block of ``--steps`` steps of every row), so a change of load
+on a shared machine hits every row alike. A row's ms/step is the median over its ``--repeats`` blocks, and its ratio
+is to the floor's median of the same run. torch uses its default thread count.
+"""
+import argparse
+import json
+import multiprocessing
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+import reference_numpy.neural_net as ref  # noqa: E402
+from torch_impl.autograd_twin import two_layer_loss_autograd  # noqa: E402
+from torch_impl.fast_step import make_sgd  # noqa: E402
+from torch_impl.neural_net import TwoLayerLoss, TwoLayerNet  # noqa: E402
+
+NUM_TRAIN, INPUT_SIZE, NUM_CLASSES, BATCH = 49_000, 3_072, 10, 200  # cs231n's CIFAR-10 training shape
+LR, REG, STD = 1e-4, 0.25, 1e-4  # cs231n's two-layer-net settings
+NUMPY_ROWS = ("numpy_float64", "numpy_float32")
+ROWS = ("floor", *NUMPY_ROWS, "torch_manual", "torch_autograd")
+
+
+def make_data(device, num_train, seed=0):
+    """Synthetic training data: X (num_train, D) float32 standard normal, y (num_train,) int64 on ``device``."""
+    gen = torch.Generator().manual_seed(seed)
+    X = torch.randn(num_train, INPUT_SIZE, generator=gen)  # (N, D)
+    y = torch.randint(0, NUM_CLASSES, (num_train,), generator=gen)  # (N,)
+    return X.to(device), y.to(device)
+
+
+def floor_step(X, y, hidden):
+    """Gather a batch, S1 = X_b W1, dW1 = X_b^T dH: preallocated outputs, nothing else."""
+    W1 = STD * torch.randn(INPUT_SIZE, hidden, device=X.device)  # (D, H)
+    X_b = torch.empty(BATCH, INPUT_SIZE, device=X.device)  # (B, D)
+    S1 = torch.empty(BATCH, hidden, device=X.device)  # (B, H); stands in for dH
+    dW1 = torch.empty(INPUT_SIZE, hidden, device=X.device)  # (D, H)
+
+    def step():
+        idx = torch.randint(0, X.shape[0], (BATCH,), device=X.device)  # (B,)
+        torch.index_select(X, 0, idx, out=X_b)
+        torch.mm(X_b, W1, out=S1)
+        torch.mm(X_b.T, S1, out=dW1)
+
+    return step
+
+
+def numpy_step(X, y, hidden, dtype):
+    """One iteration of reference_numpy TwoLayerNet.train's loop: sample, loss and grads, SGD update."""
+    np.random.seed(0)
+    net = ref.TwoLayerNet(INPUT_SIZE, hidden, NUM_CLASSES, std=STD)
+    net.params = {k: v.astype(dtype) for k, v in net.params.items()}
+    X_np, y_np = X.cpu().numpy().astype(dtype, copy=False), y.cpu().numpy()
+
+    def step():
+        indices = np.random.choice(X_np.shape[0], BATCH)  # with replacement, as cs231n
+        loss, grads = net.loss(X_np[indices], y=y_np[indices], reg=REG)
+        for name in net.params:
+            net.params[name] -= LR * grads[name]  # the SGD update
+
+    return step
+
+
+def torch_step(X, y, hidden, loss_fn):
+    """fit's step: gather on the device, loss, backward through autograd, optimizer step, zero_grad."""
+    net = TwoLayerNet(INPUT_SIZE, hidden, NUM_CLASSES, std=STD, device=X.device,
+                      generator=torch.Generator().manual_seed(0)) if X.device.type == "cpu" else \
+        TwoLayerNet(INPUT_SIZE, hidden, NUM_CLASSES, std=STD).to(X.device)
+    W1, b1, W2, b2 = net.params.values()
+    opt = make_sgd(net.parameters(), lr=LR)
+
+    def step():
+        idx = torch.randint(0, X.shape[0], (BATCH,), device=X.device)  # (B,)
+        X_b, y_b = X.index_select(0, idx), y.index_select(0, idx)  # (B, D), (B,)
+        loss = loss_fn(X_b, y_b, W1, b1, W2, b2, REG)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+
+    return step
+
+
+def build(name, X, y, hidden):
+    if name == "floor":
+        return floor_step(X, y, hidden)
+    if name in NUMPY_ROWS:
+        return numpy_step(X, y, hidden, np.float64 if name == "numpy_float64" else np.float32)
+    if name == "torch_manual":
+        return torch_step(X, y, hidden, TwoLayerLoss.apply)
+    if name == "torch_autograd":
+        return torch_step(X, y, hidden, two_layer_loss_autograd)
+    raise ValueError(f"--rows: unknown row {name!r}; expected some of {', '.join(ROWS)}")
+
+
+def time_rows(steps_by_name, device, steps, repeats, warmup):
+    """{name: [ms per step of each block]}, blocks of ``steps`` steps, rows interleaved round by round."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for step in steps_by_name.values():
+        for _ in range(warmup):
+            step()
+    sync()
+    times = {name: [] for name in steps_by_name}
+    for _ in range(repeats):
+        for name, step in steps_by_name.items():
+            sync()
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step()
+            sync()
+            times[name].append((time.perf_counter() - t0) / steps * 1e3)
+    return times
+
+
+def run_benchmark(args):
+    device = torch.device(args.device)
+    X, y = make_data(device, args.num_train)
+    rows = []
+    for hidden in args.hidden:
+        names = [n for n in args.rows if not (n in NUMPY_ROWS and device.type != "cpu")]
+        steps_by_name = {n: build(n, X, y, hidden) for n in names}
+        times = time_rows(steps_by_name, device, args.steps, args.repeats, args.warmup)
+        floor_ms = float(np.median(times["floor"]))
+        for name in names:
+            ms = float(np.median(times[name]))
+            row_device = "cpu" if name in NUMPY_ROWS else device.type
+            rows.append({"name": name, "device": row_device, "hidden": hidden, "ms_per_step": round(ms, 4),
+                         "ratio_to_floor": round(ms / floor_ms, 3)})
+    print(f"{'name':16s} {'device':7s} {'hidden':>6s} {'ms/step':>9s} {'x floor':>8s}")
+    for r in rows:
+        print(f"{r['name']:16s} {r['device']:7s} {r['hidden']:6d} {r['ms_per_step']:9.3f} {r['ratio_to_floor']:8.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+    return rows
+
+
+def _memory_child(hidden, num_train, steps, queue):
+    """Train ``steps`` manual steps on fresh data; report peak RSS and the training tensor's size (bytes)."""
+    X, y = make_data(torch.device("cpu"), num_train)
+    step = torch_step(X, y, hidden, TwoLayerLoss.apply)
+    for _ in range(steps):
+        step()
+    queue.put((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, X.nbytes))
+
+
+def run_memory(args):
+    """Peak RSS of a CIFAR-shaped training loop in a fresh process, relative to the training tensor's size."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_memory_child, args=(args.hidden[0], args.num_train, args.steps * 4, queue))
+    proc.start()
+    peak, nbytes = queue.get()
+    proc.join()
+    print(f"peak RSS {peak / 2**20:.0f} MiB, training tensor {nbytes / 2**20:.0f} MiB, ratio {peak / nbytes:.2f}")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the torch rows run")
+    p.add_argument("--hidden", type=int, nargs="+", default=[50, 100], help="hidden sizes H to time")
+    p.add_argument("--rows", nargs="+", default=list(ROWS), help=f"rows to time, from {', '.join(ROWS)}")
+    p.add_argument("--steps", type=int, default=50, help="steps per timed block")
+    p.add_argument("--repeats", type=int, default=7, help="timed blocks per row (median taken)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed steps per row first")
+    p.add_argument("--num-train", type=int, default=NUM_TRAIN, help="rows of synthetic training data")
+    p.add_argument("--json", help="write the rows as a JSON list to this path")
+    p.add_argument("--memory", action="store_true", help="measure peak RSS of a training loop instead")
+    args = p.parse_args(argv)
+    for name in ("steps", "repeats", "num_train"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    unknown = [n for n in args.rows if n not in ROWS]
+    if unknown:
+        p.error(f"--rows: unknown {unknown}; expected some of {', '.join(ROWS)}")
+    if "floor" not in args.rows:
+        args.rows = ["floor", *args.rows]  # ratios need the floor of the same run
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA GPU is available")
+    return args
+
+
+if __name__ == "__main__":
+    a = parse_args()
+    run_memory(a) if a.memory else run_benchmark(a)
