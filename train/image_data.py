@@ -1,0 +1,234 @@
+"""Image data modules: CIFAR-10 from torchvision's pickle release, and any ImageFolder tree of JPEG/PNG files.
+
+Usage::
+
+    dm = CIFAR10DataModule(root="data/cifar10", download=True)     # cs231n's 49,000 / 1,000 / 1,000 split
+    dm = ImageFolderDataModule(root="/tmp/cifar10-jpeg")             # root/train/<class>/*.jpg [, root/test/...]
+    python -m train fit --config configs/imagefolder_cifar10.yaml --data.root /tmp/cifar10-jpeg
+
+Both yield cs231n's preprocessing: float32 pixels in [0, 255] minus the mean image of the train split, flattened
+to D = C*H*W features. Flattening order is CHW (channel-major: all red pixels, then green, then blue), and
+``ArraySplits.image_shape`` is (C, H, W); so a column of W1 (D,) reshapes to (C, H, W) for display. cs231n
+flattens HWC images instead; that is only a fixed permutation of the features, which a fully connected net
+with i.i.d. initial weights does not see.
+"""
+import hashlib
+import os
+import tempfile
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import datasets
+from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file
+from torchvision.transforms.v2 import functional as TF
+
+from train.data import ArrayDataModule, ArraySplits
+
+CACHE_FORMAT = 1  # bump when the cached layout changes; part of the cache key
+SPLIT_SEED = 0  # fixed seed of the one shuffle that carves val (and a test subset) from class-sorted folders
+
+
+def _mean_subtracted(X_train, *others):
+    """X_*: (N_*, D) uint8. Returns float32 copies minus the train mean image.
+
+    The mean is exact: float32 sums of 65,536 uint8 rows stay below 2**24, and the chunks add up in float64.
+    """
+    X_train = X_train.float()  # (N, D)
+    total = sum(X_train[i:i + 65536].sum(0).double() for i in range(0, X_train.shape[0], 65536))  # (D,)
+    mean = (total / X_train.shape[0]).float()  # (D,)  mean image of the train split
+    return [None if X is None else X.float().sub_(mean) for X in (X_train, *others)]  # (N_*, D) each
+
+
+def _positive(name, value, at_most=None):
+    if not isinstance(value, int) or value < 1 or (at_most is not None and value > at_most):
+        bound = f" and at most {at_most}" if at_most is not None else ""
+        raise ValueError(f"{name} must be an integer >= 1{bound}; got {value!r}")
+
+
+class CIFAR10DataModule(ArrayDataModule):
+    """CIFAR-10 as cs231n's ``get_CIFAR10_data``: train = training rows [0, num_train), val = training rows
+    [num_train, num_train + num_val) (the last 1,000 with the defaults), test = test rows [0, num_test).
+
+    root: folder holding (or receiving) ``cifar-10-batches-py``; download: fetch it when missing (needs internet).
+    X_*: (N_*, 3072) float32, mean-subtracted, CHW order; y_*: (N_*,) int64; image_shape (3, 32, 32).
+    """
+
+    def __init__(self, root: str = "data/cifar10", download: bool = False, num_train: int = 49000,
+                 num_val: int = 1000, num_test: int = 1000, batch_size: int = 200, seed: int = 0):
+        super().__init__(batch_size=batch_size, seed=seed)
+        _positive("num_train", num_train)
+        _positive("num_val", num_val)
+        _positive("num_test", num_test)
+        if num_train + num_val > 50000:
+            raise ValueError(f"num_train + num_val must be at most 50000 (CIFAR-10's training rows); got "
+                             f"{num_train} + {num_val}")
+        self.root, self.download = root, download
+        # num_train is also ArrayDataModule's read-only property (the loaded count), so the request has its own name
+        self.num_train_rows, self.num_val, self.num_test = num_train, num_val, min(num_test, 10000)
+
+    def _dataset(self, train):
+        try:
+            return datasets.CIFAR10(self.root, train=train, download=self.download)
+        except Exception as err:  # torchvision: RuntimeError "not found or corrupted", or a network error
+            where = Path(self.root).resolve()
+            cause = f"could not download it ({err})" if self.download else "it is not there"
+            raise ValueError(
+                f"CIFAR-10 not found in root={str(where)!r} (expected {where / 'cifar-10-batches-py'}): {cause}. "
+                "Fix it one of two ways: pass --data.download true on a machine with internet access, or point "
+                "--data.root at a folder that holds cifar-10-batches-py. Without either, use "
+                "ImageFolderDataModule on a JPEG copy (configs/imagefolder_cifar10.yaml)."
+            ) from None
+
+    def load(self) -> ArraySplits:
+        train, test = self._dataset(True), self._dataset(False)
+        X = torch.from_numpy(train.data).permute(0, 3, 1, 2).reshape(len(train.data), -1)  # (50000, 3072) CHW
+        y = torch.tensor(train.targets, dtype=torch.int64)  # (50000,)
+        Xt = torch.from_numpy(test.data[: self.num_test]).permute(0, 3, 1, 2).reshape(-1, 3072)  # (num_test, D)
+        yt = torch.tensor(test.targets[: self.num_test], dtype=torch.int64)  # (num_test,)
+        n, v = self.num_train_rows, self.num_val
+        X_train, X_val, X_test = _mean_subtracted(X[:n], X[n:n + v], Xt)
+        return ArraySplits(X_train, y[:n].clone(), X_val, y[n:n + v].clone(), X_test, yt,
+                           image_shape=(3, 32, 32), class_names=list(train.classes))
+
+
+def _decode_rgb(path, image_size):
+    """One image file -> (3, image_size, image_size) uint8, RGB, resized (squashed, antialiased) if needed."""
+    try:
+        img = decode_image(read_file(path), mode=ImageReadMode.RGB)  # (3, H, W) JPEG/PNG/GIF/WebP
+    except Exception:  # formats torchvision.io does not decode (BMP, TIFF, PPM) or a broken file
+        try:
+            with Image.open(path) as im:
+                img = torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)  # (3, H, W)
+        except Exception as err:
+            raise ValueError(f"cannot decode image file {path!r}: {err}") from None
+    return _resized(img, image_size)
+
+
+def _resized(img, image_size):
+    if tuple(img.shape[1:]) != (image_size, image_size):
+        img = TF.resize(img, [image_size, image_size], antialias=True)  # (3, S, S)
+    return img
+
+
+def _decode_chunk(paths, image_size):
+    """Image files -> list of (3, image_size, image_size) uint8. JPEGs go through one batched decode_jpeg call
+    (about 2x faster than one call per file on CIFAR's tiny files); anything else, or a chunk holding a broken
+    JPEG, is decoded file by file, which names the file that fails."""
+    if all(p.lower().endswith((".jpg", ".jpeg")) for p in paths):
+        try:
+            imgs = decode_jpeg([read_file(p) for p in paths], mode=ImageReadMode.RGB)  # list of (3, H, W)
+            return [_resized(img, image_size) for img in imgs]
+        except Exception:
+            pass
+    return [_decode_rgb(p, image_size) for p in paths]
+
+
+class ImageFolderDataModule(ArrayDataModule):
+    """Any ``root/train/<class>/*.jpg|png`` tree (and ``root/test/<class>/...`` when present).
+
+    Classes are the sorted sub-folder names (torchvision ImageFolder). ImageFolder lists files class by class, so
+    the train folder is shuffled ONCE with the fixed SPLIT_SEED = 0 (np.random.default_rng(0).permutation) and the
+    last num_val rows of that order are val; otherwise val would be all trucks. A test subset (num_test) is the
+    first num_test rows of the test folder shuffled the same way; num_test=None keeps all of it. Without
+    root/test the test split is None.
+
+    Decoded images are cached as uint8 in ``<cache>/imagefolder-<split>-<hash>.pt``; the hash covers the sorted
+    file list with sizes and mtimes, image_size and CACHE_FORMAT, so changed files are decoded again. <cache> is
+    cache_dir, else root/.cache, else ~/.cache/twolayer-bridge when root is read-only.
+
+    X_*: (N_*, 3 * S * S) float32 in [0, 255] minus the train mean image, CHW order; image_shape (3, S, S).
+    """
+
+    def __init__(self, root: str, image_size: int = 32, num_val: int = 1000, num_test: int | None = None,
+                 cache_dir: str | None = None, batch_size: int = 200, seed: int = 0):
+        super().__init__(batch_size=batch_size, seed=seed)
+        if not Path(root).is_dir():
+            raise ValueError(f"root must be a folder holding train/<class>/<images>; {str(root)!r} is not a folder")
+        if not (Path(root) / "train").is_dir():
+            raise ValueError(f"root must hold a train/ folder (train/<class>/<images>); {root!r} has none")
+        _positive("image_size", image_size)
+        _positive("num_val", num_val)
+        if num_test is not None:
+            _positive("num_test", num_test)
+        self.root, self.image_size, self.cache_dir = str(root), image_size, cache_dir
+        self.num_val, self.num_test = num_val, num_test
+
+    def _cache_folder(self):
+        candidates = [self.cache_dir] if self.cache_dir else [os.path.join(self.root, ".cache"),
+                                                              os.path.expanduser("~/.cache/twolayer-bridge")]
+        for folder in candidates:
+            try:
+                os.makedirs(folder, exist_ok=True)
+                if os.access(folder, os.W_OK):
+                    return folder
+            except OSError:
+                pass
+        raise ValueError(f"cache_dir: cannot create a writable cache folder; tried {candidates}")
+
+    def _decoded(self, split):
+        """(X (N, 3, S, S) uint8, y (N,) int64, classes) for root/<split>, from the cache or decoded once."""
+        folder = os.path.join(self.root, split)
+        try:
+            found = datasets.ImageFolder(folder, allow_empty=False)
+        except (FileNotFoundError, OSError) as err:
+            raise ValueError(f"root={self.root!r}: {split}/ is not an ImageFolder tree ({err})") from None
+        files = [path for path, _ in found.samples]
+        key = hashlib.sha256(f"{CACHE_FORMAT} {self.image_size}\n".encode())
+        for path in files:
+            st = os.stat(path)
+            key.update(f"{path[len(folder) + 1:]}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        cache = os.path.join(self._cache_folder(), f"imagefolder-{split}-{key.hexdigest()[:20]}.pt")
+        if os.path.exists(cache):
+            try:
+                blob = torch.load(cache, weights_only=True)
+                return blob["X"], blob["y"], blob["classes"]
+            except Exception:  # a damaged cache is decoded again and overwritten
+                pass
+        X = torch.empty(len(files), 3, self.image_size, self.image_size, dtype=torch.uint8)  # (N, 3, S, S)
+        chunks = [files[i:i + 1024] for i in range(0, len(files), 1024)]
+        with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            # torchvision 0.29 marks torchvision.io decoding deprecated in favour of TorchCodec (not a dependency)
+            warnings.filterwarnings("ignore", message="The image decoding", category=DeprecationWarning)
+            decoded = pool.map(lambda chunk: _decode_chunk(chunk, self.image_size), chunks)
+            for i, imgs in enumerate(decoded):
+                X[i * 1024:i * 1024 + len(imgs)] = torch.stack(imgs)  # (chunk, 3, S, S)
+        y = torch.tensor(found.targets, dtype=torch.int64)  # (N,)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(cache), suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save({"X": X, "y": y, "classes": list(found.classes)}, tmp)
+            os.replace(tmp, cache)  # atomic: a reader never sees a half-written cache
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        return X, y, list(found.classes)
+
+    def load(self) -> ArraySplits:
+        X, y, classes = self._decoded("train")
+        if self.num_val >= len(y):
+            raise ValueError(f"num_val must be smaller than the {len(y)} training images; got {self.num_val}")
+        order = torch.from_numpy(np.random.default_rng(SPLIT_SEED).permutation(len(y)))  # (N,) fixed shuffle
+        X, y = X.reshape(len(y), -1)[order], y[order]  # (N, D) CHW-flattened, shuffled once
+        n = len(y) - self.num_val
+        X_test = y_test = None
+        if os.path.isdir(os.path.join(self.root, "test")):
+            Xt, y_test, test_classes = self._decoded("test")
+            if test_classes != classes:
+                raise ValueError(f"root={self.root!r}: test/ classes {test_classes} differ from train/ {classes}")
+            keep = torch.from_numpy(np.random.default_rng(SPLIT_SEED).permutation(len(y_test)))
+            keep = keep[: self.num_test] if self.num_test is not None else keep  # (N_test,)
+            X_test, y_test = Xt.reshape(len(Xt), -1)[keep], y_test[keep]
+        X_train, X_val, X_test = _mean_subtracted(X[:n], X[n:], X_test)
+        return ArraySplits(X_train, y[:n], X_val, y[n:], X_test, y_test,
+                           image_shape=(3, self.image_size, self.image_size), class_names=classes)
+
+    def test_dataloader(self):
+        """The test split; without root/test, a ValueError that says where the test images were looked for."""
+        if self.splits.X_test is None:
+            raise ValueError(f"this ImageFolderDataModule has no test split: {os.path.join(self.root, 'test')} "
+                             "does not exist. Add root/test/<class>/<images>, or run validate instead of test.")
+        return super().test_dataloader()
