@@ -16,6 +16,8 @@ classes, batches of B = 200 drawn with replacement. Rows (``--rows``):
     numpy_float32   the same on float32 arrays
     torch_manual    the step fit runs: gather, TwoLayerLoss.apply, backward, torch.optim.SGD step, zero_grad
     torch_autograd  the same with the plain-autograd twin (autograd_twin.two_layer_loss_autograd)
+    lightning_fit   ``python -m train fit`` with the Trainer's defaults on a data module holding the same data,
+                    timed between two training steps of one run (see bench_fit.py; one run per round)
 
 Rows are timed in interleaved rounds (per round, one block of ``--steps`` steps of every row), so a change of load
 on a shared machine hits every row alike. A row's ms/step is the median over its ``--repeats`` blocks, and its ratio
@@ -42,7 +44,7 @@ from torch_impl.neural_net import TwoLayerLoss, TwoLayerNet  # noqa: E402
 NUM_TRAIN, INPUT_SIZE, NUM_CLASSES, BATCH = 49_000, 3_072, 10, 200  # cs231n's CIFAR-10 training shape
 LR, REG, STD = 1e-4, 0.25, 1e-4  # cs231n's two-layer-net settings
 NUMPY_ROWS = ("numpy_float64", "numpy_float32")
-ROWS = ("floor", *NUMPY_ROWS, "torch_manual", "torch_autograd")
+ROWS = ("floor", *NUMPY_ROWS, "torch_manual", "torch_autograd", "lightning_fit")
 
 
 def make_data(device, num_train, seed=0):
@@ -87,9 +89,8 @@ def numpy_step(X, y, hidden, dtype):
 
 def torch_step(X, y, hidden, loss_fn):
     """fit's step: gather on the device, loss, backward through autograd, optimizer step, zero_grad."""
-    net = TwoLayerNet(INPUT_SIZE, hidden, NUM_CLASSES, std=STD, device=X.device,
-                      generator=torch.Generator().manual_seed(0)) if X.device.type == "cpu" else \
-        TwoLayerNet(INPUT_SIZE, hidden, NUM_CLASSES, std=STD).to(X.device)
+    init = torch.Generator().manual_seed(0)
+    net = TwoLayerNet(INPUT_SIZE, hidden, NUM_CLASSES, std=STD, generator=init).to(X.device)
     W1, b1, W2, b2 = net.params.values()
     opt = make_sgd(net.parameters(), lr=LR)
 
@@ -104,34 +105,43 @@ def torch_step(X, y, hidden, loss_fn):
     return step
 
 
-def build(name, X, y, hidden):
+def build(name, X, y, hidden, warmup):
+    """A block timer for row ``name``: ``block(steps) -> ms per step`` (the first call after ``warmup`` steps)."""
+    if name == "lightning_fit":
+        from bench_fit import lightning_fit_ms  # imports Lightning and the CLI only when asked for
+
+        return lambda steps: lightning_fit_ms(X, y, hidden, steps, warmup)
     if name == "floor":
-        return floor_step(X, y, hidden)
-    if name in NUMPY_ROWS:
-        return numpy_step(X, y, hidden, np.float64 if name == "numpy_float64" else np.float32)
-    if name == "torch_manual":
-        return torch_step(X, y, hidden, TwoLayerLoss.apply)
-    if name == "torch_autograd":
-        return torch_step(X, y, hidden, two_layer_loss_autograd)
-    raise ValueError(f"--rows: unknown row {name!r}; expected some of {', '.join(ROWS)}")
+        step = floor_step(X, y, hidden)
+    elif name in NUMPY_ROWS:
+        step = numpy_step(X, y, hidden, np.float64 if name == "numpy_float64" else np.float32)
+    elif name == "torch_manual":
+        step = torch_step(X, y, hidden, TwoLayerLoss.apply)
+    elif name == "torch_autograd":
+        step = torch_step(X, y, hidden, two_layer_loss_autograd)
+    else:
+        raise ValueError(f"--rows: unknown row {name!r}; expected some of {', '.join(ROWS)}")
+    sync = torch.cuda.synchronize if X.is_cuda else (lambda: None)
+    for _ in range(warmup):
+        step()
 
-
-def time_rows(steps_by_name, device, steps, repeats, warmup):
-    """{name: [ms per step of each block]}, blocks of ``steps`` steps, rows interleaved round by round."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for step in steps_by_name.values():
-        for _ in range(warmup):
+    def block(steps):
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(steps):
             step()
-    sync()
-    times = {name: [] for name in steps_by_name}
+        sync()
+        return (time.perf_counter() - t0) / steps * 1e3
+
+    return block
+
+
+def time_rows(blocks, steps, repeats):
+    """{name: [ms per step of each block]}: ``repeats`` rounds, each timing one block of every row in turn."""
+    times = {name: [] for name in blocks}
     for _ in range(repeats):
-        for name, step in steps_by_name.items():
-            sync()
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                step()
-            sync()
-            times[name].append((time.perf_counter() - t0) / steps * 1e3)
+        for name, block in blocks.items():
+            times[name].append(block(steps))
     return times
 
 
@@ -141,8 +151,8 @@ def run_benchmark(args):
     rows = []
     for hidden in args.hidden:
         names = [n for n in args.rows if not (n in NUMPY_ROWS and device.type != "cpu")]
-        steps_by_name = {n: build(n, X, y, hidden) for n in names}
-        times = time_rows(steps_by_name, device, args.steps, args.repeats, args.warmup)
+        blocks = {n: build(n, X, y, hidden, args.warmup) for n in names}
+        times = time_rows(blocks, args.steps, args.repeats)
         floor_ms = float(np.median(times["floor"]))
         for name in names:
             ms = float(np.median(times[name]))

@@ -1,0 +1,95 @@
+"""The ``lightning_fit`` row of bench_step.py: per-step time of the real ``python -m train fit`` loop.
+
+Usage (from bench_step.py; alone for a quick look)::
+
+    python benchmarks/bench_fit.py --hidden 50 --steps 100
+
+fit runs through train.cli.run_cli, so the Trainer keeps its defaults (progress bar, CSV logger, checkpoint and
+plot callbacks), on SyntheticCIFARDataModule: an ArrayDataModule holding the same synthetic data as the other rows.
+A callback notes the time at the start of training step ``warmup`` and of step ``warmup + steps``; the difference
+over ``steps`` is the per-step cost, start-up (parsing, sanity validation) and the end of the run excluded.
+Every run writes its logs into a temporary directory that is removed afterwards.
+"""
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from train.cli import run_cli  # noqa: E402
+from train.data import ArrayDataModule, ArraySplits  # noqa: E402
+
+_DATA = {}  # "X", "y": the training tensors the benchmark made, shared by every fit in this process
+_MARKS = []  # perf_counter() at the start of the two marked training steps of the current fit
+
+
+class SyntheticCIFARDataModule(ArrayDataModule):
+    """The benchmark's synthetic training data (N, D) float32 / (N,) int64, and a small val split of its rows."""
+
+    def load(self) -> ArraySplits:
+        X, y = _DATA["X"], _DATA["y"]
+        return ArraySplits(X, y, X[:1000], y[:1000], class_names=[str(c) for c in range(10)])
+
+
+class StepTimer(L.Callback):
+    """Appends perf_counter() to _MARKS at the start of global steps ``first`` and ``last``."""
+
+    def __init__(self, first: int, last: int):
+        self.first, self.last = first, last
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step in (self.first, self.last):
+            if batch[0].is_cuda:
+                import torch
+                torch.cuda.synchronize()
+            _MARKS.append(time.perf_counter())
+
+
+def lightning_fit_ms(X, y, hidden, steps, warmup, lr=1e-4, reg=0.25, batch_size=200):
+    """ms per step of ``python -m train fit`` over steps warmup .. warmup + steps on (X (N, D), y (N,))."""
+    _DATA.update(X=X, y=y)
+    _MARKS.clear()
+    accelerator = "gpu" if X.is_cuda else "cpu"
+    here = Path(__file__).resolve().parent
+    cwd = os.getcwd()
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "bench.yaml"
+        config.write_text("seed_everything: 0\n")
+        argv = ["fit", "--config", str(config),
+                "--data", f"{SyntheticCIFARDataModule.__module__}.SyntheticCIFARDataModule",
+                "--data.batch_size", str(batch_size),
+                "--model.hidden_size", str(hidden), "--model.learning_rate", str(lr), "--model.reg", str(reg),
+                "--trainer.accelerator", accelerator, "--trainer.devices", "1",
+                "--trainer.max_steps", str(warmup + steps + 1),
+                "--trainer.callbacks+=" + json.dumps({"class_path": f"{StepTimer.__module__}.StepTimer",
+                                                      "init_args": {"first": warmup, "last": warmup + steps}})]
+        os.chdir(tmp)
+        sys.path.insert(0, str(here))
+        try:  # the progress bar still draws (its cost is part of the loop), into the void
+            with open(os.devnull, "w") as void, contextlib.redirect_stdout(void), contextlib.redirect_stderr(void):
+                run_cli(argv)
+        finally:
+            os.chdir(cwd)
+            sys.path.remove(str(here))
+    if len(_MARKS) != 2:
+        raise RuntimeError(f"lightning_fit: expected 2 step marks, got {len(_MARKS)} (did fit stop early?)")
+    return (_MARKS[1] - _MARKS[0]) / steps * 1e3
+
+
+if __name__ == "__main__":
+    import bench_step
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--hidden", type=int, default=50)
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--warmup", type=int, default=10)
+    a = p.parse_args()
+    X, y = bench_step.make_data(bench_step.torch.device("cpu"), bench_step.NUM_TRAIN)
+    print(f"lightning_fit H={a.hidden}: {lightning_fit_ms(X, y, a.hidden, a.steps, a.warmup):.3f} ms/step")
