@@ -1,0 +1,119 @@
+"""AtomicCheckpointIO: Lightning checkpoints that a kill at any moment cannot tear.
+
+Usage::
+
+    trainer = L.Trainer(plugins=[AtomicCheckpointIO()])          # or, in the CLI's trainer defaults:
+    # "plugins": [{"class_path": "train.checkpoint_io.AtomicCheckpointIO"}]
+
+Every file a Trainer writes through ``trainer.save_checkpoint`` (ModelCheckpoint's top-k files and ``last.ckpt``,
+which with ``save_last=True`` is a second full save, not a copy) goes through ``save_checkpoint`` below:
+
+    1. torch.save into ``.<name>.<pid>.<random>.tmp`` in the target's own folder (same filesystem)
+    2. flush + fsync the temporary file: its bytes are on disk
+    3. os.replace(temporary, target): one atomic rename; readers see the old file or the new one, never a mix
+    4. fsync the folder: the rename itself survives a power cut
+
+A SIGKILL before step 3 leaves the previous checkpoint and a stray ``.tmp`` (removed by the next save of that
+name once its process is gone; Lightning's "last" lookup ignores it); after step 3 the new one. Lightning's own
+TorchCheckpointIO writes through an fsspec transaction whose temporary file lives in /tmp and is moved without
+fsync, which on another filesystem is a copy that a kill can cut short.
+
+Not covered by this plugin: ``ModelCheckpoint(save_last="link")`` deletes last.ckpt and then creates a symlink
+(a window with no last.ckpt); keep ``save_last=True``. ``LightningModule.load_from_checkpoint`` reads with
+torch.load directly; ``load_checkpoint`` below serves ``fit(ckpt_path=...)`` and the other trainer entry points.
+"""
+import contextlib
+import os
+import pickle
+import secrets
+import zipfile
+
+import torch
+from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+
+def fsync_folder(folder):
+    """Make a rename in ``folder`` durable (POSIX: fsync the directory; a no-op where that is not possible)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(path):
+    """Delete ``.<name>.<pid>.*.tmp`` files left next to ``path`` by writers that were killed (their pid is gone)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    prefix = f".{name}."
+    for entry in os.listdir(folder):
+        if not (entry.startswith(prefix) and entry.endswith(".tmp")):
+            continue
+        pid = entry[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(folder, entry))
+
+
+def atomic_torch_save(obj, path):
+    """torch.save(obj) to ``path`` via a fsynced temporary file in the same folder and one os.replace."""
+    path = os.path.abspath(os.fspath(path))
+    folder, name = os.path.split(path)
+    os.makedirs(folder, exist_ok=True)
+    remove_stale_temporaries(path)
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for a plain open
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
+        os.replace(tmp, path)  # atomic: the old file or the new one
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+    fsync_folder(folder)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """TorchCheckpointIO whose saves are atomic (temporary file, fsync, rename) and whose loads name a bad file."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        """checkpoint: the dict Lightning built; path: the target file (local paths atomic, URLs as Lightning)."""
+        if storage_options is not None or not _is_local_file_protocol(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        atomic_torch_save(checkpoint, path)
+
+    def load_checkpoint(self, path, map_location=lambda storage, loc: storage, weights_only=None):
+        """The checkpoint dict at ``path``; a truncated or corrupt file raises ValueError naming it."""
+        try:
+            return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+        except FileNotFoundError:
+            raise
+        except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError, ValueError) as err:
+            if "Weights only load failed" in str(err):  # a trust setting, not damage: Lightning's message is right
+                raise
+            raise ValueError(unreadable_message(path, err)) from err
+
+
+def unreadable_message(path, err):
+    """'checkpoint 'x.ckpt' is unreadable (truncated or corrupt): ...' plus the other checkpoints beside it."""
+    path = os.fspath(path)
+    folder, name = os.path.split(os.path.abspath(path))
+    size = os.path.getsize(path) if os.path.exists(path) else 0
+    others = sorted(e for e in os.listdir(folder) if e.endswith(".ckpt") and e != name) if os.path.isdir(folder) else []
+    first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return (f"checkpoint {path!r} is unreadable (truncated or corrupt, {size} bytes): {first_line}; the other "
+            f"checkpoints in its folder are untouched: {others if others else 'none'} (pass one to --ckpt_path)")
