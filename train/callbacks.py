@@ -1,4 +1,4 @@
-"""Callbacks of ``python -m train fit``: TrainingPlots writes the run's PNGs into the logger's folder.
+"""Callbacks of ``python -m train``: TrainingPlots writes fit's PNGs, PredictionsCSV predict's classes.
 
 At the end of fit (rank 0 only), into ``trainer.logger.log_dir`` (e.g. lightning_logs/version_0/):
 
@@ -18,6 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from lightning.pytorch.callbacks import BasePredictionWriter  # noqa: E402
 from lightning.pytorch.utilities import rank_zero_info  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
@@ -115,3 +116,23 @@ def plot_decision_regions(pl_module, X, y, path, steps=200):
     ax.set_title("Decision regions (train points)")
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
+
+
+class PredictionsCSV(BasePredictionWriter):
+    """``python -m train predict`` writes predictions.csv (index, predicted_class) into the logger's folder."""
+
+    def __init__(self, filename: str = "predictions.csv"):
+        super().__init__(write_interval="epoch")
+        self.filename = filename
+
+    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices):
+        if not trainer.is_global_zero:
+            return
+        preds = torch.cat([p.cpu() for p in predictions]) if predictions else torch.empty(0, dtype=torch.int64)
+        log_dir = trainer.logger.log_dir if trainer.logger is not None else trainer.default_root_dir
+        os.makedirs(log_dir, exist_ok=True)
+        path = os.path.join(log_dir, self.filename)
+        with open(path, "w") as f:
+            f.write("index,predicted_class\n")
+            f.writelines(f"{i},{int(c)}\n" for i, c in enumerate(preds))
+        rank_zero_info(f"PredictionsCSV: wrote {len(preds)} predictions to {path}")

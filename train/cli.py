@@ -24,7 +24,7 @@ from lightning.pytorch.cli import LightningCLI
 
 import train.data  # noqa: F401  (registers DigitsDataModule, SpiralDataModule for --data SHORT_NAME)
 from torch_impl.lightning_module import TwoLayerNetModule
-from train.callbacks import TrainingPlots
+from train.callbacks import PredictionsCSV, TrainingPlots
 from train.data import ArrayDataModule
 
 try:  # the image data modules (CIFAR10DataModule, ImageFolderDataModule), when present
@@ -42,6 +42,8 @@ QUIET_WARNINGS = [
     r".*The number of training batches \(\d+\) is smaller than the logging interval.*",
     r".*Your `IterableDataset` has `__len__` defined.*",
     r".*`isinstance\(treespec, LeafSpec\)` is deprecated.*",
+    r"The dirpath has changed from .* won't be reloaded.*",  # validate/test/predict log to a new version
+    r"Couldn.t infer the batch indices fetched from your dataloader.*",  # PredictionsCSV does not need them
     r"LightningCLI's args parameter is intended to run from within Python.*",  # python -m train passes argv
 ]
 
@@ -63,6 +65,7 @@ class TwoLayerCLI(LightningCLI):
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.monitor": "val/acc",
                              "checkpoint.mode": "max", "checkpoint.filename": "best-{epoch}-{step}"})
         parser.add_lightning_class_args(TrainingPlots, "plots")
+        parser.add_lightning_class_args(PredictionsCSV, "predictions")
         parser.add_argument("--torch_num_threads", type=int | None, default=None,
                             help="torch.set_num_threads before training (1 suits tiny problems: the digits' GEMMs "
                                  "are too small to split, and extra threads only wait on each other)")
