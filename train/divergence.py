@@ -1,0 +1,152 @@
+"""DivergenceGuard: stop training at the step whose loss or gradient is NaN/Inf, before that update is applied.
+
+Usage::
+
+    trainer = L.Trainer(callbacks=[DivergenceGuard()])
+    try:
+        trainer.fit(model, datamodule=dm)
+    except TrainingDiverged as err:          # train/cli.py: print(err) as one line, exit status 3
+        print(f"error: {err}", file=sys.stderr); sys.exit(TrainingDiverged.exit_code)
+
+Contract with the LightningModule (manual optimization)::
+
+    loss = TwoLayerLoss.apply(X, y, W1, b1, W2, b2, reg)
+    self.last_loss = loss.detach()      # read by the guard; without it only the gradients are checked
+    self.manual_backward(loss)
+    opt.step()                          # Lightning calls on_before_optimizer_step inside, before the update
+
+``on_before_optimizer_step`` runs inside ``opt.step()`` after the (no-op) closure and before
+``torch.optim.SGD.step``, so raising there leaves the parameters as they were: the NaN update never happens.
+
+On CPU the check runs every step (a read of a few bools, no device to wait for): loss, gradients and parameters
+before the update, and the parameters again after it (``on_train_batch_end``, which Lightning runs before
+ModelCheckpoint's), since a finite step can still overflow W - lr dW. On an accelerator reading a
+flag means a host sync, so the per-step work stays on the device (the first bad step, its loss) and the host reads
+it every ``sync_every_n_steps`` steps and before every checkpoint save; the run then stops at that check and the
+message names the first bad step. A checkpoint is never written of a diverged state: ``on_save_checkpoint``
+raises before the file is opened (this also stops ``ModelCheckpoint(save_on_exception=True)``), so the last
+good checkpoint on disk stays the newest. Under 16-mixed the GradScaler skips steps with Inf gradients by design,
+so only the loss is checked there. With several processes (DDP) the decision is all-reduced, so all ranks stop.
+"""
+import math
+
+import lightning as L
+import torch
+
+from torch_impl.validation import check_positive_int
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or a gradient became NaN/Inf; the message is one line (step, loss, learning rate, a hint)."""
+
+    exit_code = 3  # python -m train fit exits with this status
+
+
+class DivergenceGuard(L.Callback):
+    """Raises TrainingDiverged at the first step with a NaN/Inf loss (``pl_module.last_loss``) or gradient.
+
+    check_grads: also check the gradients (skipped automatically under a GradScaler);
+    sync_every_n_steps: on an accelerator, how often the host reads the device-side flag (CPU: every step).
+    """
+
+    def __init__(self, check_grads: bool = True, sync_every_n_steps: int = 50):
+        self.check_grads = check_grads
+        self.sync_every_n_steps = check_positive_int("sync_every_n_steps", sync_every_n_steps)
+        self.diverged = None  # the TrainingDiverged raised, once raised
+        self._pending = None  # accelerator: (first bad step, its loss) as device tensors, step -1 = none yet
+        self._lrs = {}  # accelerator: step -> learning rate since the last read
+        self._step_lr = None  # (step, learning rate) of the latest optimizer step
+
+    def on_train_start(self, trainer, pl_module):
+        self.diverged, self._pending, self._lrs, self._step_lr = None, None, {}, None
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        loss = getattr(pl_module, "last_loss", None)
+        grads = []
+        if self.check_grads and getattr(trainer.precision_plugin, "scaler", None) is None:
+            grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        values = ([torch.as_tensor(loss)] if loss is not None else []) + grads + params
+        ok = torch.stack([torch.isfinite(v).all() for v in values]).all()  # 0-d bool on the device
+        step, lr = trainer.global_step, optimizer.param_groups[0]["lr"]
+        self._step_lr = (step, lr)
+        if ok.device.type == "cpu":
+            if self._decide(trainer, not bool(ok)):
+                self._raise(trainer, pl_module, step, loss, grads, lr, "no update was applied")
+            return
+        # accelerator: remember the first bad step on the device, read it only now and then
+        loss_value = torch.as_tensor(loss if loss is not None else math.nan, device=ok.device).float()
+        if self._pending is None:
+            self._pending = (torch.full((), -1, device=ok.device), torch.full((), math.nan, device=ok.device))
+        first_step, first_loss = self._pending
+        is_first = ~ok & (first_step < 0)
+        self._pending = (torch.where(is_first, step, first_step), torch.where(is_first, loss_value, first_loss))
+        self._lrs[step] = lr
+        if (step + 1) % self.sync_every_n_steps == 0:
+            self.check_pending(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        """CPU: a finite step can still overflow the parameters (W - lr dW); catch it before any checkpoint."""
+        params = list(pl_module.parameters())
+        if not params or params[0].device.type != "cpu" or self._step_lr is None:
+            return
+        bad = [name for name, p in pl_module.named_parameters() if not bool(torch.isfinite(p).all())]
+        if self._decide(trainer, bool(bad)):
+            step, lr = self._step_lr
+            self._raise(trainer, pl_module, step, getattr(pl_module, "last_loss", None), [], lr,
+                        f"its update made {', '.join(bad) or 'a parameter on another rank'} non-finite")
+
+    def check_pending(self, trainer, pl_module):
+        """Accelerator: read the device-side record (one host sync); raise if a step diverged since the last read."""
+        if self._pending is None:
+            return
+        first_step, first_loss = int(self._pending[0]), float(self._pending[1])  # the host sync
+        if not self._decide(trainer, first_step >= 0):
+            self._lrs.clear()
+            return
+        lr = self._lrs.get(first_step, math.nan)
+        self._raise(trainer, pl_module, first_step, first_loss, [], lr,
+                    f"detected at step {trainer.global_step}, no checkpoint was written after step {first_step}")
+
+    def _decide(self, trainer, bad):
+        """One rank's verdict, or any rank's when several processes train (all of them must stop together)."""
+        if trainer.world_size > 1:
+            return bool(trainer.strategy.reduce_boolean_decision(bad, all=False))
+        return bad
+
+    def _raise(self, trainer, pl_module, step, loss, grads, lr, what_happened):
+        hparams = getattr(pl_module, "hparams", {})
+        hint = "lower the learning rate or raise the regularization"
+        if "learning_rate" in hparams:
+            hint = f"lower --model.learning_rate (now {hparams['learning_rate']:g})"
+            if "reg" in hparams:
+                hint += f" or raise --model.reg (now {hparams['reg']:g})"
+        loss_text = "not recorded" if loss is None else f"{float(loss):g}"
+        grad_text = ""
+        if grads:
+            norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])))
+            grad_text = f", gradient norm {norm:g}"
+        self.diverged = TrainingDiverged(
+            f"training diverged at step {step} (epoch {trainer.current_epoch}): loss {loss_text}{grad_text}, "
+            f"learning rate {lr:g}; {what_happened}; the last good checkpoint is kept; {hint}")
+        raise self.diverged
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.check_pending(trainer, pl_module)
+
+    def on_validation_start(self, trainer, pl_module):
+        self.check_pending(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module):
+        self.check_pending(trainer, pl_module)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        """Runs while the checkpoint dict is built, before any file is opened: refuse a diverged state."""
+        if self.diverged is not None:
+            raise self.diverged
+        self.check_pending(trainer, pl_module)
+        bad = [name for name, p in pl_module.named_parameters() if not bool(torch.isfinite(p).all())]
+        if bad:  # one sync per save; reached only if a step was not checked (e.g. the guard was added late)
+            step, lr = self._step_lr or (trainer.global_step, math.nan)
+            self._raise(trainer, pl_module, step, getattr(pl_module, "last_loss", None), [], lr,
+                        f"{', '.join(bad)} non-finite when a checkpoint was about to be written")
