@@ -147,3 +147,30 @@ def test_cuda_deferred_check_names_the_first_bad_step(tmp_path):
     assert msg.startswith("training diverged at step 13 (epoch "), msg
     assert "detected at step " in msg and "learning rate 0.01" in msg, msg
     assert_all_finite(saved_checkpoints(tmp_path), before_step=13)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_per_step_check_does_not_sync():
+    from types import SimpleNamespace
+
+    net = TwoLayerNet(D, H, C, device="cuda")
+    for p in net.parameters():
+        p.grad = torch.ones_like(p)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    module = SimpleNamespace(last_loss=torch.tensor(1.0, device="cuda"), hparams={})
+    trainer = SimpleNamespace(precision_plugin=None, global_step=0, world_size=1, current_epoch=0)
+    guard = DivergenceGuard(sync_every_n_steps=1000)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # any host sync raises
+    try:
+        for step in range(3):
+            trainer.global_step = step
+            guard.on_before_optimizer_step(trainer, module, opt)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    module.last_loss = torch.tensor(math.inf, device="cuda")
+    trainer.global_step = 3
+    guard.on_before_optimizer_step(trainer, module, opt)
+    with pytest.raises(TrainingDiverged, match="^training diverged at step 3 .*loss inf"):
+        guard.check_pending(trainer, module)

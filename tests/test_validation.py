@@ -232,3 +232,20 @@ def test_cuda_device_mixing_and_scan():
         t_net.two_layer_loss(X, a["y"], *(a[k].cuda() for k in ("W1", "b1", "W2", "b2")), a["reg"])
     with pytest.raises(ValueError, match="^X: .*NaN"):
         t_validation.check_finite_tensors(X=torch.where(X > 0, X, float("nan")))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.cuda
+def test_cuda_metadata_checks_do_not_sync():
+    a = {k: v.cuda() if isinstance(v, torch.Tensor) else v for k, v in to_torch(good_inputs()).items()}
+    args = (a["X"], a["y"], a["W1"], a["b1"], a["W2"], a["b2"], a["reg"])
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # any host sync raises
+    try:
+        t_validation.check_two_layer_inputs(*args, values=False)
+        with t_validation.skip_value_checks():
+            t_validation.check_two_layer_inputs(*args)
+        with pytest.raises(RuntimeError, match="synchroniz"):  # the value scan does sync: the probe works
+            t_validation.check_two_layer_inputs(*args)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
