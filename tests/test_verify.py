@@ -128,6 +128,11 @@ BROKEN = [
     ("twolayer_no_max.py", "TwoLayerNet", {"loss", "W1", "b1", "W2", "b2"}, "no max subtraction"),
     ("twolayer_loss_sum.py", "TwoLayerNet", {"loss"}, "loss not averaged"),
     ("twolayer_wrong_sign.py", "TwoLayerNet", {"W1", "b1", "W2", "b2"}, "wrong sign"),
+    # beyond the list
+    ("twolayer_not_averaged_twice.py", "TwoLayerNet", {"loss", "W1", "b1", "W2", "b2"}, "N"),
+    ("twolayer_bias_mean.py", "TwoLayerNet", {"b1"}, "averaged over the batch (mean)"),
+    ("twolayer_bias_keepdims.py", "TwoLayerNet", {"b2"}, "drop keepdims=True"),
+    ("twolayer_bias_regularized.py", "TwoLayerNet", {"loss", "b1", "b2"}, "regularizes the weights only"),
 ]
 
 
@@ -139,6 +144,7 @@ def test_broken_homework_is_flagged(file, name, quantities, hint):
     assert {r.quantity for r in result.rows if not r.passed} == quantities
     for q in quantities:
         assert any(hint in h for h in result.hints.get(q, [])), (q, result.hints)
+        assert not any("does not match" in h or "small relative error" in h for h in result.hints[q])
 
 
 def test_consistent_half_reg_says_so():
@@ -184,6 +190,7 @@ def test_correct_code_passes(where, name, capsys):
                           "(softmax_raises.py:5)"),
     ("softmax_wrong_shape.py", "dW has shape (5, 7), expected (7, 5)"),
     ("softmax_returns_one.py", "returned float64; expected a pair (loss, dW)"),
+    ("softmax_swapped_return.py", "returned (dW, loss); the order is (loss, dW)"),
     ("softmax_mutates.py", "changes its input X in place"),
 ])
 def test_bad_behaviour_is_reported_without_traceback(file, message, capsys):
