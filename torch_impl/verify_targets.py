@@ -72,6 +72,7 @@ def load_target(spec):
                 raise TargetError(f"--target: no such file {where!r}")
             mod_spec = importlib.util.spec_from_file_location(f"_verify_target_{path.stem}", path)
             module = importlib.util.module_from_spec(mod_spec)
+            sys.modules[mod_spec.name] = module  # as an import does (dataclasses, pickling look it up)
             sys.path.insert(0, str(path.resolve().parent))  # so the file can import its neighbours
             try:
                 mod_spec.loader.exec_module(module)
@@ -256,7 +257,11 @@ def check_target(obj, kind):
                     try:
                         got, mutated = run(obj, case, "torch")
                         mode = "torch"
-                    except _BadCall:
+                    except _BadCall as torch_error:
+                        if numpy_error.quantity == torch_error.quantity == "call" and (
+                                numpy_error.note != torch_error.note):
+                            raise _BadCall("call", f"with NumPy arrays: {numpy_error.note}; with torch tensors: "
+                                                   f"{torch_error.note}") from None
                         raise numpy_error from None
             else:
                 got, mutated = run(obj, case, mode)
