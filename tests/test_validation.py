@@ -3,6 +3,8 @@
 Run: ``.venv/bin/python -m pytest tests/test_validation.py -q``. One table of bad inputs, each applied to the NumPy
 reference and to the torch twin (same function names); each row says which argument the message must name.
 """
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -249,3 +251,15 @@ def test_cuda_metadata_checks_do_not_sync():
             t_validation.check_two_layer_inputs(*args)
     finally:
         torch.cuda.set_sync_debug_mode(0)
+
+
+def test_torch_finite_scan_is_exact_when_the_sum_overflows():
+    big = torch.full((N, D), 3e38)  # float32: every entry finite, their sum is inf
+    t_validation.check_finite_tensors(X=big)
+    big[2, 3] = -math.inf
+    with pytest.raises(ValueError, match=r"^X: .* 0 NaN and 1 Inf entries \(first at index \(2, 3\)\)"):
+        t_validation.check_finite_tensors(X=big)
+    labels = torch.tensor([0, 1, 1, 0, 1])
+    t_validation.check_split("val", torch.full((N, D), 3e38), labels, C)
+    with pytest.raises(ValueError, match=r"^val y: got labels in \[0, 7\]"):
+        t_validation.check_split("val", torch.full((N, D), 3e38), torch.tensor([0, 7, 1, 0, 1]), C)

@@ -86,19 +86,30 @@ def _raise_nonfinite(tensors):
                              f"values ({DIVERGED_HINT})")
 
 
+def _finite_flags(tensors):
+    """0-d bools on the device, one per tensor, True when every entry is finite; exact, and one pass each.
+
+    A NaN or Inf entry makes the sum NaN or Inf, so a finite sum proves the tensor finite; a non-finite sum may
+    also be an overflow of finite entries, and only then is the exact elementwise test paid.
+    """
+    return [torch.isfinite(t.sum()) for t in tensors.values()]
+
+
 def _check_values(tensors, y=None, y_name="y", num_classes=None, values=True):
     """NaN/Inf in ``tensors`` and y in [0, num_classes), with one host sync for all of them."""
     if not (values and value_checks_enabled()):
         return
-    flags = [torch.isfinite(t).all() for t in tensors.values()]  # 0-d bools on the device
+    flags = _finite_flags(tensors)
     if y is not None and y.numel():
         flags += [(y >= 0).all(), (y < num_classes).all()]
     if not flags or bool(torch.stack([f.to(flags[0].device) for f in flags]).all()):  # the one host sync
         return
-    _raise_nonfinite(tensors)
-    lo, hi = torch.aminmax(y)
-    raise ValueError(f"{y_name}: got labels in [{int(lo)}, {int(hi)}]; expected labels in [0, {num_classes}) "
-                     f"(C = {num_classes} classes)")
+    _raise_nonfinite(tensors)  # exact; returns when only a sum overflowed
+    if y is not None and y.numel():
+        lo, hi = torch.aminmax(y)
+        if int(lo) < 0 or int(hi) >= num_classes:
+            raise ValueError(f"{y_name}: got labels in [{int(lo)}, {int(hi)}]; expected labels in "
+                             f"[0, {num_classes}) (C = {num_classes} classes)")
 
 
 def check_finite_tensors(**tensors):
@@ -109,9 +120,9 @@ def check_finite_tensors(**tensors):
     for name, t in tensors.items():
         if not isinstance(t, torch.Tensor):
             raise ValueError(f"{name}: got {describe(t)}; expected a tensor")
-    flags = [torch.isfinite(t).all() for t in tensors.values()]
+    flags = _finite_flags(tensors)
     if flags and not bool(torch.stack([f.to(flags[0].device) for f in flags]).all()):
-        _raise_nonfinite(tensors)
+        _raise_nonfinite(tensors)  # exact; returns when only a sum overflowed
 
 
 def check_labels(name, y, num_rows, device, rows_of="X"):
