@@ -84,10 +84,10 @@ def compare(case, check, quantity, got, want, tol, note=""):
 
 def format_table(rows):
     """The rows as a fixed-width text table with a summary line."""
-    head = f"{'case':<34} {'check':<24} {'quantity':<8} {'max abs err':>11} {'max rel err':>11} {'tol':>8}  result"
+    head = f"{'case':<36} {'check':<25} {'quantity':<8} {'max abs err':>11} {'max rel err':>11} {'tol':>8}  result"
     lines = [head, "-" * len(head)]
     for r in rows:
-        line = (f"{r.case:<34} {r.check:<24} {r.quantity:<8} {r.max_abs:>11.2e} {r.max_rel:>11.2e} {r.tol:>8.0e}  "
+        line = (f"{r.case:<36} {r.check:<25} {r.quantity:<8} {r.max_abs:>11.2e} {r.max_rel:>11.2e} {r.tol:>8.0e}  "
                 f"{r.status}")
         lines.append(line + (f"  {r.note}" if r.note else ""))
     failed = sum(not r.passed for r in rows)
