@@ -151,7 +151,7 @@ class TwoLayerNetModule(L.LightningModule):
         loss = torch.nn.functional.cross_entropy(scores, y) + self.hparams.reg * (
             torch.sum(self.net.W1 * self.net.W1) + torch.sum(self.net.W2 * self.net.W2))
         metric(scores.argmax(dim=1), y)
-        self.log(f"{stage}/loss", loss, batch_size=X.shape[0], prog_bar=stage == "val")
+        self.log(f"{stage}/loss", loss, batch_size=X.shape[0], prog_bar=stage == "val", sync_dist=True)
         self.log(f"{stage}/acc", metric, batch_size=X.shape[0], prog_bar=stage == "val")
 
     def validation_step(self, batch, batch_idx):

@@ -78,18 +78,20 @@ class TwoLayerCLI(LightningCLI):
     def after_fit(self):
         """The one line a person looks for: the final validation accuracy."""
         acc = self.trainer.callback_metrics.get("val/acc")
+        logger = self.trainer.logger  # not trainer.log_dir: that is a collective call under DDP
+        log_dir = logger.log_dir if logger is not None else self.trainer.default_root_dir
         if self.trainer.is_global_zero:
             if acc is None:
                 print("final val/acc: none (no validation ran)")
             else:
                 print(f"final val/acc = {float(acc):.4f} after {self.trainer.global_step} steps "
-                      f"({self.trainer.current_epoch} epochs); logs in {self.trainer.log_dir}")
+                      f"({self.trainer.current_epoch} epochs); logs in {log_dir}")
 
 
 def with_default_config(argv):
     """argv with ``--config configs/digits.yaml`` after the subcommand when no --config is given."""
     if (argv and argv[0] in SUBCOMMANDS and DEFAULT_CONFIG.is_file()
-            and not any(a == "--config" or a.startswith("--config=") for a in argv)):
+            and not any(a in ("--config", "-c") or a.startswith("--config=") for a in argv)):
         return [argv[0], "--config", str(DEFAULT_CONFIG), *argv[1:]]
     return list(argv)
 
