@@ -146,6 +146,8 @@ def time_rows(blocks, steps, repeats):
 
 
 def run_benchmark(args):
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     X, y = make_data(device, args.num_train)
     rows = []
@@ -159,6 +161,7 @@ def run_benchmark(args):
             row_device = "cpu" if name in NUMPY_ROWS else device.type
             rows.append({"name": name, "device": row_device, "hidden": hidden, "ms_per_step": round(ms, 4),
                          "ratio_to_floor": round(ms / floor_ms, 3)})
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.steps} steps x {args.repeats} repeats")
     print(f"{'name':16s} {'device':7s} {'hidden':>6s} {'ms/step':>9s} {'x floor':>8s}")
     for r in rows:
         print(f"{r['name']:16s} {r['device']:7s} {r['hidden']:6d} {r['ms_per_step']:9.3f} {r['ratio_to_floor']:8.2f}")
@@ -196,11 +199,12 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=7, help="timed blocks per row (median taken)")
     p.add_argument("--warmup", type=int, default=10, help="untimed steps per row first")
     p.add_argument("--num-train", type=int, default=NUM_TRAIN, help="rows of synthetic training data")
+    p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's, one per core)")
     p.add_argument("--json", help="write the rows as a JSON list to this path")
     p.add_argument("--memory", action="store_true", help="measure peak RSS of a training loop instead")
     args = p.parse_args(argv)
-    for name in ("steps", "repeats", "num_train"):
-        if getattr(args, name) < 1:
+    for name in ("steps", "repeats", "num_train", "threads"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     unknown = [n for n in args.rows if n not in ROWS]
     if unknown:

@@ -158,10 +158,11 @@ class TwoLayerLoss(torch.autograd.Function):
         check_two_layer_inputs(X, y, W1, b1, W2, b2, reg, values=False)  # metadata only: no host sync
         S1 = torch.addmm(b1, X, W1)  # (N, H)  S1 = X W1 + b1
         H1 = S1.clamp_min_(0)  # (N, H)  ReLU in place: H1 > 0 exactly where S1 > 0, the mask backward needs
-        scores = torch.addmm(b2, H1, W2)  # (N, C)  S2 = H1 W2 + b2
-        log_probs = torch.log_softmax(scores, dim=1)  # (N, C)  stable log P = S2 - logsumexp(S2)
-        l2 = torch.dot(W1.reshape(-1), W1.reshape(-1)) + torch.dot(W2.reshape(-1), W2.reshape(-1))
-        loss = F.nll_loss(log_probs, y) + reg * l2  # mean -log P[y] + reg (||W1||^2 + ||W2||^2)
+        scores = torch.addmm(b2, H1, W2).to(W2.dtype)  # (N, C)  S2 = H1 W2 + b2; autocast: softmax in W's dtype
+        shifted = scores - torch.amax(scores, dim=1, keepdim=True)  # (N, C)  max subtraction
+        log_probs = shifted.sub_(torch.exp(shifted).sum(1, keepdim=True).log_())  # (N, C)  log P, log-sum-exp
+        l2 = torch.dot(W1.reshape(-1), W1.reshape(-1)).add_(torch.dot(W2.reshape(-1), W2.reshape(-1)))
+        loss = F.nll_loss(log_probs, y).add_(l2, alpha=reg)  # mean -log P[y] + reg (||W1||^2 + ||W2||^2)
         ctx.save_for_backward(X, y, W1, W2, H1, log_probs)
         ctx.reg = reg
         return loss

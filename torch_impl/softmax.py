@@ -94,8 +94,10 @@ class SoftmaxLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, W, X, y, reg):
         check_softmax_inputs(W, X, y, reg, values=False)  # metadata only: no host sync
-        log_probs = torch.log_softmax(X @ W, dim=1)  # (N, C)  formula (1), then stable log P
-        loss = F.nll_loss(log_probs, y) + reg * torch.dot(W.reshape(-1), W.reshape(-1))  # mean -log P[y] + reg ||W||^2
+        scores = (X @ W).to(W.dtype)  # (N, C)  formula (1); under autocast, the softmax runs in W's dtype
+        shifted = scores - torch.amax(scores, dim=1, keepdim=True)  # (N, C)  max subtraction
+        log_probs = shifted.sub_(torch.exp(shifted).sum(1, keepdim=True).log_())  # (N, C)  log P, log-sum-exp
+        loss = F.nll_loss(log_probs, y).add_(torch.dot(W.reshape(-1), W.reshape(-1)), alpha=reg)  # + reg ||W||^2
         ctx.save_for_backward(W, X, y, log_probs)
         ctx.reg = reg
         return loss
