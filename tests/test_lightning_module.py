@@ -6,7 +6,7 @@ import lightning as L
 import pytest
 import torch
 
-from tests.helpers import assert_close_report
+from tests.helpers import CUDA, assert_close_report
 from torch_impl.lightning_module import EpochDecay, TwoLayerNetModule
 from train.data import ArrayDataModule, ArraySplits
 
@@ -100,6 +100,24 @@ def test_precision_64_true_gives_float64_parameters_and_batches():
         model, datamodule=BlobsDataModule())
     assert seen == {(torch.float64, torch.int64)}
     assert {p.dtype for p in model.parameters()} == {torch.float64}
+
+
+@pytest.mark.cuda
+@CUDA
+def test_fit_on_cuda_keeps_data_and_parameters_on_the_gpu():
+    devices = set()
+
+    class Spy(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            devices.add((batch[0].device.type, batch[1].device.type, pl_module.net.W1.device.type))
+
+    dm = BlobsDataModule()
+    model = TwoLayerNetModule(6, 3, hidden_size=8, std=0.1, learning_rate=0.1)
+    trainer = quiet_trainer(accelerator="gpu", devices=1, max_epochs=2, callbacks=[Spy()])
+    trainer.fit(model, datamodule=dm)
+    assert devices == {("cuda", "cuda", "cuda")}  # Lightning moves the module back to the CPU after fit
+    assert dm._device_splits.X_val.device.type == "cuda"
+    assert 0.0 <= float(trainer.callback_metrics["val/acc"]) <= 1.0
 
 
 def test_checkpoint_holds_numpy_layout_parameters_and_scheduler(tmp_path):

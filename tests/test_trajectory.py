@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from reference_numpy.neural_net import TwoLayerNet as NumpyTwoLayerNet
-from tests.helpers import assert_close_report
+from tests.helpers import CUDA, assert_close_report
 from torch_impl.lightning_module import TwoLayerNetModule
 from train.data import ArrayDataModule, ArraySplits, batch_indices
 
@@ -37,23 +37,27 @@ class TeacherDataModule(ArrayDataModule):
 
 
 class StepRecorder(L.Callback):
-    """The loss of every training step and the dtype of every training batch."""
+    """The loss of every training step, the dtype of every batch, the devices of batch and parameters."""
 
     def __init__(self):
-        self.losses, self.dtypes = [], set()
+        self.losses, self.dtypes, self.devices = [], set(), set()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.losses.append(float(outputs["loss"] if isinstance(outputs, dict) else outputs))
         self.dtypes.add(batch[0].dtype)
+        self.devices.add((batch[0].device.type, pl_module.net.W1.device.type))
 
 
-def fit_lightning(grad_mode):
-    """Trainer.fit in float64; returns (initial params, final params as NumPy, per-step losses, module, recorder)."""
+def fit_lightning(grad_mode, accelerator="cpu"):
+    """Trainer.fit in float64 on ``accelerator``.
+
+    Returns (initial params, final params as NumPy, per-step losses, module, recorder).
+    """
     dm = TeacherDataModule(batch_size=B, seed=7)
     model = TwoLayerNetModule(D, C, lr_schedule="cs231n", grad_mode=grad_mode, init_seed=3, **HP)
     params0 = model.net.to_numpy()  # float32 draws, exactly representable in float64
     recorder = StepRecorder()
-    trainer = L.Trainer(max_steps=STEPS, precision="64-true", accelerator="cpu", logger=False,
+    trainer = L.Trainer(max_steps=STEPS, precision="64-true", accelerator=accelerator, devices=1, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         num_sanity_val_steps=0, limit_val_batches=0, callbacks=[recorder])
     trainer.fit(model, datamodule=dm)
@@ -114,3 +118,15 @@ def test_manual_and_autograd_grad_modes_take_the_same_steps(manual_run):
     assert_close_report("loss history (autograd vs manual)", a_losses, losses, **TOL)
     for name in ("W1", "b1", "W2", "b2"):
         assert_close_report(f"{name} (autograd vs manual)", a_params[name], params[name], **TOL)
+
+
+@pytest.mark.cuda
+@CUDA
+def test_lightning_fit_on_cuda_follows_the_numpy_reference():
+    """The same trajectory with the data and the parameters on the GPU (cuBLAS float64: equal up to rounding)."""
+    params0, params, losses, model, recorder = fit_lightning("manual", accelerator="gpu")
+    assert recorder.devices == {("cuda", "cuda")}  # during fit (Lightning moves the module back to the CPU after)
+    ref_params, ref_losses = train_reference(params0)
+    assert_close_report("loss history (cuda)", losses, ref_losses, **TOL)
+    for name in ("W1", "b1", "W2", "b2"):
+        assert_close_report(f"{name} (cuda)", params[name], ref_params[name], **TOL)
