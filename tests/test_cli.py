@@ -98,6 +98,13 @@ def test_data_short_name_and_spiral_fit(tmp_path):
         assert_png(run_dir / name)
 
 
+def test_default_config_applies_only_without_config_or_data(tmp_path):
+    bare = run_train(tmp_path, "fit", "--data.batch_size", "50", "--print_config").stdout
+    assert "DigitsDataModule" in bare and "hidden_size: 100" in bare and "batch_size: 50" in bare
+    other = run_train(tmp_path, "fit", "--data", "SpiralDataModule", "--print_config").stdout
+    assert "SpiralDataModule" in other and "hidden_size: 50" in other and "num_val" not in other
+
+
 def test_bad_data_name_fails_with_a_message(tmp_path):
     proc = run_train(tmp_path, "fit", "--data", "NoSuchDataModule", "--print_config", check=False)
     assert proc.returncode != 0 and "NoSuchDataModule" in proc.stderr

@@ -10,7 +10,7 @@ import sys
 
 EXTRA_HELP = """
 python -m train fit           trains the digits with configs/digits.yaml (val acc >= 0.97 in seconds);
-                              any --config replaces that file (configs/: digits, spiral, smoke, cifar10_*)
+                              a --config or --data replaces that file (configs/: digits, spiral, smoke, ...)
 Other subcommands (dispatched before LightningCLI):
   verify              check gradients: the project's own, or yours with --target FILE.py:NAME
                       (python -m train verify --help)

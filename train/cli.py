@@ -8,9 +8,10 @@ Usage::
     python -m train fit --print_config > my.yaml          # the full config, runnable with --config my.yaml
     python -m train test --ckpt_path lightning_logs/version_0/checkpoints/last.ckpt
 
-When no ``--config`` is given, configs/digits.yaml is used, so the bare command trains the digits with tuned
-values; any ``--config`` replaces it, and keys it omits take the classes' defaults (the cs231n values). The data
-module's input size and class count are linked into the model, so no config repeats them. Every run writes
+When neither ``--config`` nor ``--data`` is given, configs/digits.yaml is used, so the bare command trains the
+digits with tuned values; a ``--config`` or ``--data`` replaces it, and keys not given take the classes' defaults
+(the model's are the cs231n CIFAR-10 values). Dotted overrides (``--data.batch_size 50``) keep the digits config.
+The data module's input size and class count are linked into the model, so no config repeats them. Every run writes
 checkpoints (last.ckpt and the best), a CSV log and the plots of train/callbacks.py into lightning_logs/version_N/.
 """
 import logging
@@ -89,9 +90,10 @@ class TwoLayerCLI(LightningCLI):
 
 
 def with_default_config(argv):
-    """argv with ``--config configs/digits.yaml`` after the subcommand when no --config is given."""
-    if (argv and argv[0] in SUBCOMMANDS and DEFAULT_CONFIG.is_file()
-            and not any(a in ("--config", "-c") or a.startswith("--config=") for a in argv)):
+    """argv with ``--config configs/digits.yaml`` after the subcommand when neither --config nor --data is given
+    (a --data choice starts from the class defaults, so digits' values never leak into another data set)."""
+    chosen = lambda a: a in ("--config", "-c", "--data") or a.startswith(("--config=", "--data="))
+    if argv and argv[0] in SUBCOMMANDS and DEFAULT_CONFIG.is_file() and not any(chosen(a) for a in argv):
         return [argv[0], "--config", str(DEFAULT_CONFIG), *argv[1:]]
     return list(argv)
 
