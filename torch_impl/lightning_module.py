@@ -27,6 +27,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from torch_impl.autograd_twin import two_layer_loss_autograd
 from torch_impl.neural_net import TwoLayerLoss, TwoLayerNet
+from torch_impl.validation import check_nonnegative_float, check_positive_float, check_positive_int
 
 
 class EpochDecay:
@@ -71,16 +72,17 @@ class TwoLayerNetModule(L.LightningModule):
                  grad_mode: Literal["manual", "autograd"] = "manual", init_seed: int = 0):
         super().__init__()
         for name, value in [("input_size", input_size), ("num_classes", num_classes), ("hidden_size", hidden_size)]:
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_positive_int(name, value)
         if lr_schedule not in ("epoch", "cs231n"):
-            raise ValueError(f"lr_schedule must be 'epoch' or 'cs231n', got {lr_schedule!r}")
+            raise ValueError(f"lr_schedule: got {lr_schedule!r}; expected 'epoch' or 'cs231n'")
         if grad_mode not in ("manual", "autograd"):
-            raise ValueError(f"grad_mode must be 'manual' or 'autograd', got {grad_mode!r}")
-        if learning_rate <= 0 or reg < 0 or not 0 < learning_rate_decay <= 1 or not 0 <= momentum < 1:
-            raise ValueError(f"expected learning_rate > 0, reg >= 0, 0 < learning_rate_decay <= 1, 0 <= momentum < 1;"
-                             f" got learning_rate={learning_rate}, reg={reg}, "
-                             f"learning_rate_decay={learning_rate_decay}, momentum={momentum}")
+            raise ValueError(f"grad_mode: got {grad_mode!r}; expected 'manual' or 'autograd'")
+        check_positive_float("learning_rate", learning_rate)
+        check_nonnegative_float("reg", reg)
+        if not check_positive_float("learning_rate_decay", learning_rate_decay) <= 1:
+            raise ValueError(f"learning_rate_decay: got {learning_rate_decay!r}; expected 0 < decay <= 1")
+        if not 0 <= check_nonnegative_float("momentum", momentum) < 1:
+            raise ValueError(f"momentum: got {momentum!r}; expected a number in [0, 1)")
         self.save_hyperparameters()
         self.automatic_optimization = False
         generator = torch.Generator().manual_seed(init_seed)
@@ -123,6 +125,7 @@ class TwoLayerNetModule(L.LightningModule):
         """
         opt, sched = self.optimizers(), self.lr_schedulers()
         loss = self.batch_loss(X, y)
+        self.last_loss = loss.detach()  # read by train/divergence.py's guard before the update
         self.manual_backward(loss)  # hand-written (or autograd) gradients into .grad, via the engine
         opt.step()  # W -= lr * dW (SGD, optionally with momentum)
         opt.zero_grad(set_to_none=False)
