@@ -24,6 +24,8 @@ import lightning as L
 import numpy as np
 import torch
 
+from torch_impl.validation import check_positive_int, check_split
+
 # Lightning's "true" precisions keep data in that dtype; the mixed ones keep float32 inputs.
 PRECISION_DTYPES = {"64-true": torch.float64, "64": torch.float64, "16-true": torch.float16,
                     "bf16-true": torch.bfloat16}
@@ -128,9 +130,7 @@ class ArrayDataModule(L.LightningDataModule):
 
     def __init__(self, batch_size: int = 200, seed: int = 0):
         super().__init__()
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        self.batch_size = batch_size
+        self.batch_size = check_positive_int("batch_size", batch_size)
         self.seed = seed
         self._splits = None
         self._device_splits = None  # the splits on the training device, in the training dtype (after setup)
@@ -140,9 +140,12 @@ class ArrayDataModule(L.LightningDataModule):
 
     @property
     def splits(self) -> ArraySplits:
-        """The preprocessed splits, loaded on first use (the CLI reads input_size right after construction)."""
+        """The preprocessed splits, loaded on first use (the CLI reads input_size right after construction) and
+        checked once, on the CPU: shapes, finite features, labels in [0, C) (check_split names the split)."""
         if self._splits is None:
-            self._splits = self.load()
+            splits = self.load()
+            check_splits(splits)
+            self._splits = splits
         return self._splits
 
     @property
@@ -214,6 +217,22 @@ class ArrayDataModule(L.LightningDataModule):
         if s.X_test is None:
             return ContiguousChunks(s.X_val, s.y_val)
         return ContiguousChunks(s.X_test, s.y_test)
+
+
+def check_splits(s):
+    """check_split on every split of ``s`` (an ArraySplits) present: C from class_names, else from the train labels
+    (y_train.max() + 1, so val/test labels must lie in the train split's range); every split has D features."""
+    num_classes = len(s.class_names) if s.class_names is not None else None
+    if num_classes is None:
+        check_split("train", s.X_train, s.y_train, 2 ** 62)  # shapes and values first; then the range is known
+        num_classes = int(s.y_train.max()) + 1
+    for name, X, y in [("train", s.X_train, s.y_train), ("val", s.X_val, s.y_val), ("test", s.X_test, s.y_test)]:
+        if name == "test" and X is None and y is None:
+            continue
+        check_split(name, X, y, num_classes)
+        if X.shape[1] != s.X_train.shape[1]:
+            raise ValueError(f"{name} X: got {X.shape[1]} features per row; expected {s.X_train.shape[1]}, as the "
+                             f"train split")
 
 
 def subtract_train_mean(X_train, *others):
