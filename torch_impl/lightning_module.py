@@ -18,10 +18,12 @@ article's loop exactly: after step ``it`` whenever ``it % max(N / B, 1) == 0`` w
 included (so the second step already runs at lr * decay, and non-integer N / B decays only at multiples of it).
 """
 import math
+import random
 from fractions import Fraction
 from typing import Literal
 
 import lightning as L
+import numpy as np
 import torch
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -90,6 +92,38 @@ class TwoLayerNetModule(L.LightningModule):
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    def setup(self, stage):
+        """Refuse float16 autocast without a GradScaler (Lightning's 16-mixed on CPU): small gradients underflow."""
+        trainer = self._trainer
+        if trainer is not None and str(trainer.precision) in ("16-mixed", "16") and stage == "fit" \
+                and getattr(trainer.precision_plugin, "scaler", None) is None:
+            raise ValueError(f"precision: got {str(trainer.precision)!r} on {trainer.strategy.root_device.type}, "
+                             "where Lightning runs float16 autocast without a GradScaler (small gradients underflow "
+                             "to 0); expected 'bf16-mixed', '32-true' or '64-true' (--trainer.precision), or "
+                             "16-mixed on a CUDA GPU")
+
+    def on_save_checkpoint(self, checkpoint):
+        """Add the global RNG states (torch, CUDA, numpy, random) as tensors and ints (weights_only loads them)."""
+        np_state = np.random.get_state()  # ("MT19937", keys (624,) uint32, pos, has_gauss, cached_gaussian)
+        checkpoint["rng_states"] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
+            "python": random.getstate(),
+        }
+
+    def on_load_checkpoint(self, checkpoint):
+        """Restore the RNG states saved by on_save_checkpoint (a checkpoint without them is left as it is)."""
+        states = checkpoint.get("rng_states")
+        if states is None:
+            return
+        torch.set_rng_state(states["torch"])
+        if states["cuda"] and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states["cuda"])
+        name, keys, *rest = states["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+        random.setstate(states["python"])
 
     def forward(self, X):
         """X: (N, D) -> scores (N, C)."""
