@@ -93,16 +93,6 @@ class TwoLayerNetModule(L.LightningModule):
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
 
-    def setup(self, stage):
-        """Refuse float16 autocast without a GradScaler (Lightning's 16-mixed on CPU): small gradients underflow."""
-        trainer = self._trainer
-        if trainer is not None and str(trainer.precision) in ("16-mixed", "16") and stage == "fit" \
-                and getattr(trainer.precision_plugin, "scaler", None) is None:
-            raise ValueError(f"precision: got {str(trainer.precision)!r} on {trainer.strategy.root_device.type}, "
-                             "where Lightning runs float16 autocast without a GradScaler (small gradients underflow "
-                             "to 0); expected 'bf16-mixed', '32-true' or '64-true' (--trainer.precision), or "
-                             "16-mixed on a CUDA GPU")
-
     def on_save_checkpoint(self, checkpoint):
         """Add the global RNG states (torch, CUDA, numpy, random) as tensors and ints (weights_only loads them)."""
         np_state = np.random.get_state()  # ("MT19937", keys (624,) uint32, pos, has_gauss, cached_gaussian)

@@ -13,8 +13,23 @@ digits with tuned values; a ``--config`` or ``--data`` replaces it, and keys not
 (the model's are the cs231n CIFAR-10 values). Dotted overrides (``--data.batch_size 50``) keep the digits config.
 The data module's input size and class count are linked into the model, so no config repeats them. Every run writes
 checkpoints (last.ckpt and the best), a CSV log and the plots of train/callbacks.py into lightning_logs/version_N/.
+
+Reliability defaults (train/checkpoint_io.py, train/divergence.py):
+- checkpoints are written atomically (AtomicCheckpointIO, unless --trainer.plugins names another CheckpointIO);
+  last.ckpt is written at every epoch end (--checkpoint) and every 100 steps (--step_checkpoint), so a kill
+  mid-epoch loses at most that many steps; ``save_last: link`` is refused (it deletes last.ckpt before relinking);
+- ``--ckpt_path last`` means the newest last.ckpt (by modification time) under the logger's root
+  (lightning_logs/version_*/checkpoints/) or in an explicit --checkpoint.dirpath / --step_checkpoint.dirpath; a
+  resumed run logs to a new version_N and continues bit for bit (parameters, optimizer, lr schedule, counters,
+  sampler position, RNG states);
+- DivergenceGuard (--divergence.*) stops at the first NaN/Inf loss or gradient.
+Errors end the run with ONE line on stderr, ``error: ...``: exit status 2 for bad input (a ValueError: arguments,
+data, an unreadable checkpoint), 3 when training diverged or gradient verification failed. Unknown keys and bad
+types are reported by LightningCLI's parser (usage and an ``error:`` line, exit status 2).
 """
+import glob
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -22,11 +37,15 @@ from pathlib import Path
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 import train.data  # noqa: F401  (registers DigitsDataModule, SpiralDataModule for --data SHORT_NAME)
 from torch_impl.lightning_module import TwoLayerNetModule
 from train.callbacks import PredictionsCSV, TrainingPlots
+from train.checkpoint_io import AtomicCheckpointIO
 from train.data import ArrayDataModule
+from train.divergence import DivergenceGuard, TrainingDiverged
+from train.verification_callback import GradientVerificationError
 
 try:  # the image data modules (CIFAR10DataModule, ImageFolderDataModule), when present
     import train.image_data  # noqa: F401
@@ -64,7 +83,15 @@ class TwoLayerCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.monitor": "val/acc",
-                             "checkpoint.mode": "max", "checkpoint.filename": "best-{epoch}-{step}"})
+                             "checkpoint.mode": "max", "checkpoint.filename": "best-{epoch}-{step}",
+                             "checkpoint.enable_version_counter": False})
+        # last.ckpt also within an epoch, so a kill mid-epoch resumes from at most N steps back; both callbacks
+        # write the same last.ckpt (no version counter: a second writer would otherwise make last-v1.ckpt)
+        parser.add_lightning_class_args(ModelCheckpoint, "step_checkpoint")
+        parser.set_defaults({"step_checkpoint.save_last": True, "step_checkpoint.save_top_k": 0,
+                             "step_checkpoint.every_n_train_steps": 100,
+                             "step_checkpoint.enable_version_counter": False})
+        parser.add_lightning_class_args(DivergenceGuard, "divergence")
         parser.add_lightning_class_args(TrainingPlots, "plots")
         parser.add_lightning_class_args(PredictionsCSV, "predictions")
         parser.add_argument("--torch_num_threads", type=int | None, default=None,
@@ -73,8 +100,37 @@ class TwoLayerCLI(LightningCLI):
 
     def before_instantiate_classes(self):
         config = self.config[self.subcommand] if self.subcommand else self.config
+        for key in ("checkpoint", "step_checkpoint"):
+            if config.get(key) and config[key].get("save_last") == "link":
+                raise ValueError(f"{key}.save_last: got 'link'; expected true or false (a link is made by deleting "
+                                 "last.ckpt first, so a kill in between leaves no last checkpoint)")
         if config.get("torch_num_threads"):
             torch.set_num_threads(config["torch_num_threads"])
+
+    def instantiate_trainer(self, **kwargs):
+        """The Trainer, saving through AtomicCheckpointIO unless the config chose another CheckpointIO."""
+        trainer = super().instantiate_trainer(**kwargs)
+        asked = str(self.config_init[self.subcommand]["trainer"].get("precision") if self.subcommand else None)
+        if asked in ("16-mixed", "16") and str(trainer.precision) != "16-mixed":
+            device = trainer.strategy.root_device.type
+            raise ValueError(f"trainer.precision: got {asked!r} on {device}, where Lightning "
+                             f"has no float16 GradScaler and would train in {trainer.precision} instead; expected "
+                             "bf16-mixed, 32-true or 64-true (--trainer.precision), or 16-mixed on a CUDA GPU")
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
+
+    def _resolve_ckpt_path(self):
+        """``--ckpt_path last`` -> the newest last*.ckpt of earlier runs (see the module docstring), or None."""
+        config = self.config_init[self.subcommand]
+        if config.get("ckpt_path") != "last":
+            return
+        config["ckpt_path"] = found = find_last_checkpoint(self.trainer)
+        if self.trainer.is_global_zero:
+            print(f"--ckpt_path last: {f'resuming from {found}' if found else 'no last.ckpt found, starting fresh'}",
+                  file=sys.stderr)
+
+    before_fit = before_validate = before_test = before_predict = _resolve_ckpt_path
 
     def after_fit(self):
         """The one line a person looks for: the final validation accuracy."""
@@ -89,6 +145,29 @@ class TwoLayerCLI(LightningCLI):
                       f"({self.trainer.current_epoch} epochs); logs in {log_dir}")
 
 
+def find_last_checkpoint(trainer):
+    """The newest (modification time) last*.ckpt in the checkpoint callbacks' explicit dirpaths and in every
+    version folder under the logger's root (root/version_*/checkpoints/), or the default root's checkpoints/."""
+    folders = [cb.dirpath for cb in trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)]
+    logger = trainer.logger
+    if logger is not None and getattr(logger, "root_dir", None):
+        folders += glob.glob(os.path.join(glob.escape(logger.root_dir), "*", "checkpoints"))
+    else:
+        folders.append(os.path.join(trainer.default_root_dir, "checkpoints"))
+    found = [path for folder in folders for path in glob.glob(os.path.join(glob.escape(str(folder)), "last*.ckpt"))]
+    return max(found, key=os.path.getmtime) if found else None
+
+
+def one_line(err):
+    """An exception's message on one line (``error: ...``), its own lines joined by '; '. A class's error that
+    jsonargparse wrapped ("Does not validate against any of the Union subtypes ... - <the error>") is unwrapped."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if lines and lines[0].startswith("Does not validate against any of the Union subtypes"):
+        causes = [line[2:] for line in lines if line.startswith("- ") and "NoneType" not in line]
+        lines = causes or lines
+    return f"error: {'; '.join(lines) or type(err).__name__}"
+
+
 def with_default_config(argv):
     """argv with ``--config configs/digits.yaml`` after the subcommand when neither --config nor --data is given
     (a --data choice starts from the class defaults, so digits' values never leak into another data set)."""
@@ -99,11 +178,25 @@ def with_default_config(argv):
 
 
 def run_cli(argv: list[str]) -> int:
-    """Run LightningCLI on argv (e.g. ["fit", "--config", "configs/spiral.yaml"]); returns the exit status."""
+    """Run LightningCLI on argv (e.g. ["fit", "--config", "configs/spiral.yaml"]); returns the exit status:
+    0, 2 (bad input: one ``error:`` line on stderr), 3 (diverged or gradient verification failed)."""
     for pattern in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdvert())
-    TwoLayerCLI(
+    try:
+        build_cli(argv)
+    except (TrainingDiverged, GradientVerificationError) as err:
+        print(one_line(err), file=sys.stderr)
+        return TrainingDiverged.exit_code
+    except ValueError as err:
+        print(one_line(err), file=sys.stderr)
+        return 2
+    return 0
+
+
+def build_cli(argv):
+    """The TwoLayerCLI on argv; running its subcommand is part of construction (LightningCLI's run=True)."""
+    return TwoLayerCLI(
         TwoLayerNetModule,
         ArrayDataModule,
         subclass_mode_data=True,
@@ -116,7 +209,6 @@ def run_cli(argv: list[str]) -> int:
         },
         save_config_kwargs={"overwrite": True},
     )
-    return 0
 
 
 if __name__ == "__main__":
