@@ -154,7 +154,7 @@ class ImageFolderDataModule(ArrayDataModule):
         _positive("num_val", num_val)
         if num_test is not None:
             _positive("num_test", num_test)
-        self.root, self.image_size, self.cache_dir = str(root), image_size, cache_dir
+        self.root, self.image_size, self.cache_dir = os.path.expanduser(str(root)), image_size, cache_dir
         self.num_val, self.num_test = num_val, num_test
 
     def _cache_folder(self):
@@ -201,6 +201,7 @@ class ImageFolderDataModule(ArrayDataModule):
         os.close(fd)
         try:
             torch.save({"X": X, "y": y, "classes": list(found.classes)}, tmp)
+            os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide a shared root's cache from other users
             os.replace(tmp, cache)  # atomic: a reader never sees a half-written cache
         finally:
             if os.path.exists(tmp):
