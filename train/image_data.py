@@ -147,7 +147,8 @@ class ImageFolderDataModule(ArrayDataModule):
                  cache_dir: str | None = None, batch_size: int = 200, seed: int = 0):
         super().__init__(batch_size=batch_size, seed=seed)
         if not Path(root).is_dir():
-            raise ValueError(f"root must be a folder holding train/<class>/<images>; {str(root)!r} is not a folder")
+            raise ValueError(f"root must be a folder holding train/<class>/<images> (pass --data.root DIR); "
+                             f"got {str(root)!r}, which is not a folder")
         if not (Path(root) / "train").is_dir():
             raise ValueError(f"root must hold a train/ folder (train/<class>/<images>); {root!r} has none")
         _positive("image_size", image_size)
