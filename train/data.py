@@ -91,11 +91,13 @@ class WithReplacementBatches:
         return self.num_batches
 
     def __iter__(self):
+        return self._batches()
+
+    def _batches(self):
+        # A generator's body runs at the first next(), so the epoch and start are read then, not at iter(): a
+        # resumed fit creates its iterator before set_epoch() of the epoch it resumes into (fit_loop.setup_data).
         epoch, start = self.epoch, self.start_batch
         self.start_batch = 0  # a skip applies to one iteration only
-        return self._batches(epoch, start)
-
-    def _batches(self, epoch, start):
         per_rank = self.batch_size // self.world_size
         num_train = self.X.shape[0]
         for b in range(start, self.num_batches):
