@@ -155,7 +155,7 @@ def find_last_checkpoint(trainer):
     else:
         folders.append(os.path.join(trainer.default_root_dir, "checkpoints"))
     found = [path for folder in folders for path in glob.glob(os.path.join(glob.escape(str(folder)), "last*.ckpt"))]
-    return max(found, key=os.path.getmtime) if found else None
+    return os.path.abspath(max(found, key=os.path.getmtime)) if found else None
 
 
 def one_line(err):

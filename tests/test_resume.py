@@ -1,0 +1,154 @@
+"""Crash-safe exact resume through ``python -m train fit``: SIGKILL a run at several points (mid-epoch included),
+``--ckpt_path last`` continues it, and the final parameters, optimizer state and counters equal an uninterrupted
+run's bit for bit on CPU; a truncated last.ckpt is named and the other checkpoint still resumes.
+
+Run: pytest tests/test_resume.py   (marked slow: every subprocess imports Lightning, ~5 s each)
+
+The kill points are made deterministic by PauseAtStep, a callback that stops the run at the start of a given step
+(after the checkpoints of the steps before it) and waits to be killed; the kill itself is a real SIGKILL.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from train.cli import run_cli
+
+pytestmark = [pytest.mark.lightning, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = str(ROOT / "configs" / "smoke.yaml")
+# smoke: digits, 7 steps per epoch, 3 epochs = 21 steps; momentum so that the optimizer state matters;
+# last.ckpt every 2 steps and at every epoch end
+RUN = ["fit", "--config", SMOKE, "--model.momentum", "0.5", "--step_checkpoint.every_n_train_steps", "2",
+       "--plots.enabled", "false"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": ""}
+
+
+class PauseAtStep(L.Callback):
+    """At the start of optimizer step ``step``: write ``marker`` (the folder's ``paused_at_<step>``) and sleep."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            Path(f"paused_at_{self.step}").write_text(str(os.getpid()))
+            time.sleep(600)
+
+
+def start(cwd, *args):
+    return subprocess.Popen([sys.executable, "-m", "train", *RUN, *args], cwd=cwd, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc):
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, f"fit failed ({proc.returncode}):\n{out[-3000:]}\n{err[-3000:]}"
+    return err
+
+
+def kill_at(cwd, step, *args):
+    """Start fit (args added), wait until it pauses at ``step``, SIGKILL it."""
+    proc = start(cwd, "--trainer.callbacks+=tests.test_resume.PauseAtStep", "--trainer.callbacks.step", str(step),
+                 *args)
+    marker = Path(cwd) / f"paused_at_{step}"
+    deadline = time.monotonic() + 300
+    while not marker.exists():
+        assert proc.poll() is None, f"fit ended before step {step}:\n{proc.communicate()[1][-3000:]}"
+        assert time.monotonic() < deadline, f"fit never reached step {step}"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    return proc
+
+
+def last_ckpt(cwd):
+    """The newest last.ckpt of all the runs in cwd."""
+    found = sorted(Path(cwd).glob("lightning_logs/version_*/checkpoints/last.ckpt"), key=os.path.getmtime)
+    assert found, f"no last.ckpt under {cwd}"
+    return found[-1]
+
+
+def load(path):
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def assert_bit_identical(got, want):
+    """Parameters, SGD momentum buffers, lr scheduler and counters of two checkpoint dicts, exactly."""
+    assert (got["global_step"], got["epoch"]) == (want["global_step"], want["epoch"])
+    assert set(got["state_dict"]) == set(want["state_dict"])
+    for key, tensor in want["state_dict"].items():
+        assert torch.equal(got["state_dict"][key], tensor), f"{key} differs after resuming"
+    for (i, a), b in zip(got["optimizer_states"][0]["state"].items(), want["optimizer_states"][0]["state"].values()):
+        assert torch.equal(a["momentum_buffer"], b["momentum_buffer"]), f"momentum buffer {i} differs"
+    assert got["optimizer_states"][0]["param_groups"][0]["lr"] == want["optimizer_states"][0]["param_groups"][0]["lr"]
+    assert got["lr_schedulers"][0]["last_epoch"] == want["lr_schedulers"][0]["last_epoch"]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """The uninterrupted run: its final last.ckpt as a dict, and its folder."""
+    cwd = tmp_path_factory.mktemp("straight")
+    finish(start(cwd))
+    return load(last_ckpt(cwd)), cwd
+
+
+def test_killed_three_times_mid_epoch_resumes_bit_identical(straight, tmp_path):
+    """Kills at steps 5 (epoch 0, last.ckpt of step 4), 11 (epoch 1, step 10) and 15 (epoch 2, right after the
+    epoch-end checkpoint of step 14 with its validation); each resume continues from the newest last.ckpt."""
+    want, _ = straight
+    kill_at(tmp_path, 5)
+    assert load(last_ckpt(tmp_path))["global_step"] == 4
+    kill_at(tmp_path, 11, "--ckpt_path", "last")
+    ckpt = load(last_ckpt(tmp_path))
+    assert ckpt["global_step"] == 10 and ckpt["epoch"] == 1
+    assert "rng_states" in ckpt and ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"][0] == \
+        {"epoch": 1, "next_batch": 3, "seed": 0}  # the sampler: epoch 1 continues at its batch 3 (step 10)
+    kill_at(tmp_path, 15, "--ckpt_path", "last")
+    assert load(last_ckpt(tmp_path))["global_step"] == 14
+    err = finish(start(tmp_path, "--ckpt_path", "last"))
+    assert "--ckpt_path last: resuming from" in err
+    assert_bit_identical(load(last_ckpt(tmp_path)), want)
+
+
+def test_kill_at_a_random_moment_then_resume_is_bit_identical(straight, tmp_path):
+    """No pause: SIGKILL as soon as the first last.ckpt appears (wherever the run is by then, even finished)."""
+    want, _ = straight
+    proc = start(tmp_path)
+    deadline = time.monotonic() + 300
+    while not list(tmp_path.glob("lightning_logs/version_*/checkpoints/last.ckpt")) and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert load(last_ckpt(tmp_path))["global_step"] >= 1  # whatever moment the kill hit, last.ckpt is whole
+    finish(start(tmp_path, "--ckpt_path", "last"))
+    assert_bit_identical(load(last_ckpt(tmp_path)), want)
+
+
+def test_truncated_last_checkpoint_is_named_and_the_best_one_still_resumes(straight, tmp_path, monkeypatch,
+                                                                           capsys):
+    _, done = straight
+    folder = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
+    folder.mkdir(parents=True)
+    for ckpt in (done / "lightning_logs" / "version_0" / "checkpoints").glob("*.ckpt"):
+        (folder / ckpt.name).write_bytes(ckpt.read_bytes())
+    last = folder / "last.ckpt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # a torn copy, as a non-atomic writer leaves
+    monkeypatch.chdir(tmp_path)
+    assert run_cli([*RUN, "--trainer.max_epochs", "4", "--ckpt_path", "last"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: checkpoint") and str(last) in err and "unreadable" in err
+    best = sorted(folder.glob("best-*.ckpt"))
+    assert len(best) == 1 and best[0].name in err  # the message points at the intact checkpoint
+    assert run_cli([*RUN, "--trainer.max_epochs", "4", "--ckpt_path", str(best[0])]) == 0
+    resumed = load(last_ckpt(tmp_path))
+    assert resumed["global_step"] == 28 and torch.isfinite(resumed["state_dict"]["net.W1"]).all()
