@@ -188,7 +188,7 @@ def run_cli(argv: list[str]) -> int:
     except (TrainingDiverged, GradientVerificationError) as err:
         print(one_line(err), file=sys.stderr)
         return TrainingDiverged.exit_code
-    except ValueError as err:
+    except (ValueError, FileNotFoundError) as err:  # bad arguments or data; a --ckpt_path that does not exist
         print(one_line(err), file=sys.stderr)
         return 2
     return 0
