@@ -65,6 +65,7 @@ QUIET_WARNINGS = [
     r"The dirpath has changed from .* won't be reloaded.*",  # validate/test/predict log to a new version
     r"Couldn.t infer the batch indices fetched from your dataloader.*",  # PredictionsCSV does not need them
     r"LightningCLI's args parameter is intended to run from within Python.*",  # python -m train passes argv
+    r".*AMP with fp16 is not supported on CPU.*",  # the CLI refuses 16-mixed there instead (instantiate_trainer)
 ]
 
 
