@@ -152,3 +152,24 @@ def test_truncated_last_checkpoint_is_named_and_the_best_one_still_resumes(strai
     assert run_cli([*RUN, "--trainer.max_epochs", "4", "--ckpt_path", str(best[0])]) == 0
     resumed = load(last_ckpt(tmp_path))
     assert resumed["global_step"] == 28 and torch.isfinite(resumed["state_dict"]["net.W1"]).all()
+
+
+def test_checkpoints_carry_the_rng_states_and_restore_them():
+    """TwoLayerNetModule adds torch/numpy/random states (tensors and ints: torch.load(weights_only=True) reads them)."""
+    import io
+    import random
+
+    import numpy as np
+
+    from torch_impl.lightning_module import TwoLayerNetModule
+
+    model, checkpoint = TwoLayerNetModule(4, 3), {}
+    model.on_save_checkpoint(checkpoint)
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    buffer.seek(0)
+    restored = torch.load(buffer, weights_only=True)
+    first = (torch.rand(3), np.random.rand(3), random.random())
+    model.on_load_checkpoint(restored)
+    again = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(first[0], again[0]) and (first[1] == again[1]).all() and first[2] == again[2]
