@@ -7,7 +7,9 @@ Run: pytest tests/test_resume.py   (marked slow: every subprocess imports Lightn
 The kill points are made deterministic by PauseAtStep, a callback that stops the run at the start of a given step
 (after the checkpoints of the steps before it) and waits to be killed; the kill itself is a real SIGKILL.
 """
+import io
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -15,9 +17,11 @@ import time
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 
+from torch_impl.lightning_module import TwoLayerNetModule
 from train.cli import run_cli
 
 pytestmark = [pytest.mark.lightning, pytest.mark.slow]
@@ -156,13 +160,6 @@ def test_truncated_last_checkpoint_is_named_and_the_best_one_still_resumes(strai
 
 def test_checkpoints_carry_the_rng_states_and_restore_them():
     """TwoLayerNetModule adds torch/numpy/random states (tensors and ints: torch.load(weights_only=True) reads them)."""
-    import io
-    import random
-
-    import numpy as np
-
-    from torch_impl.lightning_module import TwoLayerNetModule
-
     model, checkpoint = TwoLayerNetModule(4, 3), {}
     model.on_save_checkpoint(checkpoint)
     buffer = io.BytesIO()
