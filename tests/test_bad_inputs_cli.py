@@ -14,6 +14,7 @@ import torch
 
 from torch_impl.lightning_module import TwoLayerNetModule
 from train.cli import run_cli
+from train.data import DigitsDataModule
 
 pytestmark = pytest.mark.lightning
 
@@ -59,6 +60,37 @@ def test_unknown_config_key_is_refused_by_the_parser(tmp_path, monkeypatch, caps
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "error:" in err and "--model.hiden_size" in err
+
+
+class BrokenDigits(DigitsDataModule):
+    """The digits with one defect: "nan" (a NaN feature in train), "label" (a val label 10 of 10 classes),
+    "width" (val with one feature less)."""
+
+    def __init__(self, defect: str = "nan", batch_size: int = 200):
+        super().__init__(batch_size=batch_size)
+        self.defect = defect
+
+    def load(self):
+        s = super().load()
+        if self.defect == "nan":
+            s.X_train[3, 5] = float("nan")
+        elif self.defect == "label":
+            s.y_val[7] = 10
+        else:
+            s.X_val = s.X_val[:, :-1]
+        return s
+
+
+@pytest.mark.parametrize("defect,needle", [
+    ("nan", "train X: got shape (1297, 64) torch.float32 on cpu with 1 NaN"),
+    ("label", "val y: got labels in [0, 10]; expected labels in [0, 10)"),
+    ("width", "val X"),
+])
+def test_bad_data_is_named_by_split_before_training(defect, needle, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(["fit", "--data", "tests.test_bad_inputs_cli.BrokenDigits", "--data.defect", defect]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and needle in errors[0], errors
 
 
 def run_train(cwd, *args):
