@@ -18,11 +18,15 @@ name once its process is gone; Lightning's "last" lookup ignores it); after step
 TorchCheckpointIO writes through an fsspec transaction whose temporary file lives in /tmp and is moved without
 fsync, which on another filesystem is a copy that a kill can cut short.
 
+``find_last_checkpoint(trainer)`` is what ``python -m train fit --ckpt_path last`` resumes from (train/cli.py): the
+newest last*.ckpt of the earlier runs, whose CSV logger wrote each into its own version_N/checkpoints/.
+
 Not covered by this plugin: ``ModelCheckpoint(save_last="link")`` deletes last.ckpt and then creates a symlink
 (a window with no last.ckpt); keep ``save_last=True``. ``LightningModule.load_from_checkpoint`` reads with
 torch.load directly; ``load_checkpoint`` below serves ``fit(ckpt_path=...)`` and the other trainer entry points.
 """
 import contextlib
+import glob
 import os
 import pickle
 import secrets
@@ -117,3 +121,16 @@ def unreadable_message(path, err):
     first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return (f"checkpoint {path!r} is unreadable (truncated or corrupt, {size} bytes): {first_line}; the other "
             f"checkpoints in its folder are untouched: {others if others else 'none'} (pass one to --ckpt_path)")
+
+
+def find_last_checkpoint(trainer):
+    """The newest (modification time) last*.ckpt in the checkpoint callbacks' explicit dirpaths and in every
+    version folder under the logger's root (root/version_*/checkpoints/), or the default root's checkpoints/."""
+    folders = [cb.dirpath for cb in trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)]
+    logger = trainer.logger
+    if logger is not None and getattr(logger, "root_dir", None):
+        folders += glob.glob(os.path.join(glob.escape(logger.root_dir), "*", "checkpoints"))
+    else:
+        folders.append(os.path.join(trainer.default_root_dir, "checkpoints"))
+    found = [path for folder in folders for path in glob.glob(os.path.join(glob.escape(str(folder)), "last*.ckpt"))]
+    return os.path.abspath(max(found, key=os.path.getmtime)) if found else None

@@ -27,9 +27,7 @@ Errors end the run with ONE line on stderr, ``error: ...``: exit status 2 for ba
 data, an unreadable checkpoint), 3 when training diverged or gradient verification failed. Unknown keys and bad
 types are reported by LightningCLI's parser (usage and an ``error:`` line, exit status 2).
 """
-import glob
 import logging
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -42,7 +40,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 import train.data  # noqa: F401  (registers DigitsDataModule, SpiralDataModule for --data SHORT_NAME)
 from torch_impl.lightning_module import TwoLayerNetModule
 from train.callbacks import PredictionsCSV, TrainingPlots
-from train.checkpoint_io import AtomicCheckpointIO
+from train.checkpoint_io import AtomicCheckpointIO, find_last_checkpoint
 from train.data import ArrayDataModule
 from train.divergence import DivergenceGuard, TrainingDiverged
 from train.verification_callback import GradientVerificationError
@@ -144,19 +142,6 @@ class TwoLayerCLI(LightningCLI):
             else:
                 print(f"final val/acc = {float(acc):.4f} after {self.trainer.global_step} steps "
                       f"({self.trainer.current_epoch} epochs); logs in {log_dir}")
-
-
-def find_last_checkpoint(trainer):
-    """The newest (modification time) last*.ckpt in the checkpoint callbacks' explicit dirpaths and in every
-    version folder under the logger's root (root/version_*/checkpoints/), or the default root's checkpoints/."""
-    folders = [cb.dirpath for cb in trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)]
-    logger = trainer.logger
-    if logger is not None and getattr(logger, "root_dir", None):
-        folders += glob.glob(os.path.join(glob.escape(logger.root_dir), "*", "checkpoints"))
-    else:
-        folders.append(os.path.join(trainer.default_root_dir, "checkpoints"))
-    found = [path for folder in folders for path in glob.glob(os.path.join(glob.escape(str(folder)), "last*.ckpt"))]
-    return os.path.abspath(max(found, key=os.path.getmtime)) if found else None
 
 
 def one_line(err):
