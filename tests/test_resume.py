@@ -170,3 +170,17 @@ def test_checkpoints_carry_the_rng_states_and_restore_them():
     model.on_load_checkpoint(restored)
     again = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(first[0], again[0]) and (first[1] == again[1]).all() and first[2] == again[2]
+
+
+def test_last_ckpt_is_the_final_state_even_when_val_acc_did_not_improve(tmp_path, monkeypatch):
+    """Lightning 2.6 rewrites last.ckpt at an epoch end only together with a top-k save; LastCheckpoint does it
+    always, so last.ckpt holds the final step although the best val/acc came earlier."""
+    monkeypatch.chdir(tmp_path)
+    # a learning rate so high that val/acc peaks early (epoch 0 here) and then drops: the best is not the last
+    assert run_cli(["fit", "--config", SMOKE, "--model.learning_rate", "0.8", "--plots.enabled", "false",
+                    "--trainer.max_epochs", "4", "--step_checkpoint.every_n_train_steps", "1000"]) in (0, None)
+    folder = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
+    last = torch.load(folder / "last.ckpt", weights_only=False)
+    assert last["global_step"] == 28 and last["epoch"] == 3
+    best = [torch.load(p, weights_only=False)["global_step"] for p in folder.glob("best-*.ckpt")]
+    assert best and max(best) < 28, "the scenario needs a best checkpoint before the last step"

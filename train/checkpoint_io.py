@@ -34,6 +34,7 @@ import zipfile
 
 import torch
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 
@@ -134,3 +135,24 @@ def find_last_checkpoint(trainer):
         folders.append(os.path.join(trainer.default_root_dir, "checkpoints"))
     found = [path for folder in folders for path in glob.glob(os.path.join(glob.escape(str(folder)), "last*.ckpt"))]
     return os.path.abspath(max(found, key=os.path.getmtime)) if found else None
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """A ModelCheckpoint whose ``last.ckpt`` is always the run's newest state: every ``every_n_train_steps`` steps
+    (so a kill mid-epoch loses at most that many), at every training-epoch end and at the end of fit.
+
+    Lightning 2.6's ModelCheckpoint rewrites last.ckpt at an epoch end only when it also saved a top-k file there,
+    so with a monitor (val/acc) last.ckpt lags the run whenever the metric did not improve. After manual
+    optimization the saved state is the one after opt.step(), which is exactly what an exact resume needs.
+    """
+
+    def _save_last_now(self, trainer):
+        if not self._should_skip_saving_checkpoint(trainer):  # skips sanity checks and a step already saved
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        super().on_train_epoch_end(trainer, pl_module)
+        self._save_last_now(trainer)
+
+    def on_train_end(self, trainer, pl_module):
+        self._save_last_now(trainer)

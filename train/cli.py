@@ -16,8 +16,9 @@ checkpoints (last.ckpt and the best), a CSV log and the plots of train/callbacks
 
 Reliability defaults (train/checkpoint_io.py, train/divergence.py):
 - checkpoints are written atomically (AtomicCheckpointIO, unless --trainer.plugins names another CheckpointIO);
-  last.ckpt is written at every epoch end (--checkpoint) and every 100 steps (--step_checkpoint), so a kill
-  mid-epoch loses at most that many steps; ``save_last: link`` is refused (it deletes last.ckpt before relinking);
+  last.ckpt (--step_checkpoint, a LastCheckpoint) is the newest state: rewritten every 100 steps, at every epoch
+  end and at the end of fit, so a kill mid-epoch loses at most that many steps; ``save_last: link`` is refused
+  (it deletes last.ckpt before relinking);
 - ``--ckpt_path last`` means the newest last.ckpt (by modification time) under the logger's root
   (lightning_logs/version_*/checkpoints/) or in an explicit --checkpoint.dirpath / --step_checkpoint.dirpath; a
   resumed run logs to a new version_N and continues bit for bit (parameters, optimizer, lr schedule, counters,
@@ -40,7 +41,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 import train.data  # noqa: F401  (registers DigitsDataModule, SpiralDataModule for --data SHORT_NAME)
 from torch_impl.lightning_module import TwoLayerNetModule
 from train.callbacks import PredictionsCSV, TrainingPlots
-from train.checkpoint_io import AtomicCheckpointIO, find_last_checkpoint
+from train.checkpoint_io import AtomicCheckpointIO, LastCheckpoint, find_last_checkpoint
 from train.data import ArrayDataModule
 from train.divergence import DivergenceGuard, TrainingDiverged
 from train.verification_callback import GradientVerificationError
@@ -64,6 +65,8 @@ QUIET_WARNINGS = [
     r"Couldn.t infer the batch indices fetched from your dataloader.*",  # PredictionsCSV does not need them
     r"LightningCLI's args parameter is intended to run from within Python.*",  # python -m train passes argv
     r".*AMP with fp16 is not supported on CPU.*",  # the CLI refuses 16-mixed there instead (instantiate_trainer)
+    # the step checkpoint is meant to hold the state after opt.step(): that is what an exact resume continues from
+    r"Using ModelCheckpoint with manual optimization and every_n_train_steps.*",
 ]
 
 
@@ -86,7 +89,7 @@ class TwoLayerCLI(LightningCLI):
                              "checkpoint.enable_version_counter": False})
         # last.ckpt also within an epoch, so a kill mid-epoch resumes from at most N steps back; both callbacks
         # write the same last.ckpt (no version counter: a second writer would otherwise make last-v1.ckpt)
-        parser.add_lightning_class_args(ModelCheckpoint, "step_checkpoint")
+        parser.add_lightning_class_args(LastCheckpoint, "step_checkpoint")
         parser.set_defaults({"step_checkpoint.save_last": True, "step_checkpoint.save_top_k": 0,
                              "step_checkpoint.every_n_train_steps": 100,
                              "step_checkpoint.enable_version_counter": False})
