@@ -82,7 +82,8 @@ class TrainingPlots(L.Callback):
                 epochs, accs = zip(*history)
                 ax.plot(epochs, accs, marker="o", ms=3, label=label)
         ax.set(title="Classification accuracy history", xlabel="epoch", ylabel="accuracy")
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:  # nothing to label when no epoch ended / no validation ran
+            ax.legend()
         fig.savefig(path, dpi=100, bbox_inches="tight")
         plt.close(fig)
 
@@ -93,7 +94,9 @@ def plot_weights(W1, image_shape, path):
     images = W1.T.float().cpu().reshape(H, *image_shape)  # (H, C, h, w)
     grid = make_grid(images, nrow=math.ceil(math.sqrt(H)), padding=1, normalize=True, scale_each=True,
                      pad_value=1.0)  # (3, gh, gw)
-    fig, ax = plt.subplots(figsize=(6, 6))
+    gh, gw = grid.shape[1:]
+    zoom = max(1, round(600 / max(gh, gw)))  # a whole number of screen pixels per weight: tiles stay equal
+    fig, ax = plt.subplots(figsize=(gw * zoom / 100, gh * zoom / 100))
     ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray", interpolation="nearest")
     ax.set_title(f"First-layer weights W1: {H} units as {tuple(image_shape)} images")
     ax.axis("off")
