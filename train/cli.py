@@ -197,6 +197,7 @@ def build_cli(argv):
                        "init_args": {"save_dir": ".", "name": "lightning_logs"}},
         },
         save_config_kwargs={"overwrite": True},
+        parser_kwargs={"prog": "python -m train"},
     )
 
 
