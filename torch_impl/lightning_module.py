@@ -16,6 +16,12 @@ The learning rate decays by ``learning_rate_decay`` per epoch (a LambdaLR steppe
 the checkpoint): ``lr_schedule="epoch"`` multiplies after every ceil(N / B) steps; ``"cs231n"`` reproduces the
 article's loop exactly: after step ``it`` whenever ``it % max(N / B, 1) == 0`` with that float epoch length, it == 0
 included (so the second step already runs at lr * decay, and non-integer N / B decays only at multiples of it).
+
+``steps_per_call`` K > 1 runs K SGD steps per training_step on a step block of the data module (fewer Lightning
+steps and hooks per SGD step); ``cuda_graph=True`` replays those K steps from one captured CUDA graph
+(torch_impl/cuda_graph_step.py; on a CPU the steps run eagerly). trainer.global_step and max_steps count SGD steps
+either way; with K > 1, logging (train/loss, lr: the block's last step), val_check_interval and log_every_n_steps
+count training_steps.
 """
 import math
 import random
@@ -28,6 +34,7 @@ import torch
 from torchmetrics.classification import MulticlassAccuracy
 
 from torch_impl.autograd_twin import two_layer_loss_autograd
+from torch_impl.cuda_graph_step import StepBlockRunner, block_batch
 from torch_impl.neural_net import TwoLayerLoss, TwoLayerNet
 from torch_impl.validation import check_nonnegative_float, check_positive_float, check_positive_int
 
@@ -65,15 +72,18 @@ class TwoLayerNetModule(L.LightningModule):
 
     input_size: D; num_classes: C; hidden_size: H; std: init scale of the weights; reg: L2 strength;
     learning_rate, learning_rate_decay, lr_schedule: see the module docstring; momentum: SGD momentum (0 = the
-    article's plain SGD); grad_mode: "manual" (hand-written gradients) or "autograd"; init_seed: seeds W1, W2.
+    article's plain SGD); grad_mode: "manual" (hand-written gradients) or "autograd"; init_seed: seeds W1, W2;
+    cuda_graph: replay the steps from a captured CUDA graph; steps_per_call: SGD steps per training_step.
     """
 
     def __init__(self, input_size: int, num_classes: int, hidden_size: int = 50, std: float = 1e-4,
                  reg: float = 0.25, learning_rate: float = 1e-4, learning_rate_decay: float = 0.95,
                  lr_schedule: Literal["epoch", "cs231n"] = "epoch", momentum: float = 0.0,
-                 grad_mode: Literal["manual", "autograd"] = "manual", init_seed: int = 0):
+                 grad_mode: Literal["manual", "autograd"] = "manual", init_seed: int = 0, cuda_graph: bool = False,
+                 steps_per_call: int = 1):
         super().__init__()
-        for name, value in [("input_size", input_size), ("num_classes", num_classes), ("hidden_size", hidden_size)]:
+        for name, value in [("input_size", input_size), ("num_classes", num_classes), ("hidden_size", hidden_size),
+                            ("steps_per_call", steps_per_call)]:
             check_positive_int(name, value)
         if lr_schedule not in ("epoch", "cs231n"):
             raise ValueError(f"lr_schedule: got {lr_schedule!r}; expected 'epoch' or 'cs231n'")
@@ -92,6 +102,16 @@ class TwoLayerNetModule(L.LightningModule):
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.block_runner = None  # StepBlockRunner, made at fit start when train_block_size > 0
+
+    @property
+    def train_block_size(self):
+        """0: the data module yields (X_b, y_b) batches; K >= 1: step blocks of up to K batches (train/data.py)."""
+        return self.hparams.steps_per_call if self.hparams.cuda_graph or self.hparams.steps_per_call > 1 else 0
+
+    def on_fit_start(self):
+        if self.train_block_size:
+            self.block_runner = StepBlockRunner(self)  # refuses cuda_graph with DDP or a non-32-bit precision
 
     def on_save_checkpoint(self, checkpoint):
         """Add the global RNG states (torch, CUDA, numpy, random) as tensors and ints (weights_only loads them)."""
@@ -159,16 +179,21 @@ class TwoLayerNetModule(L.LightningModule):
 
     # [bridge:lightning-training-step]
     def training_step(self, batch, batch_idx):
-        X, y = batch  # (B, D), (B,)
-        lr = self.optimizers().param_groups[0]["lr"]  # the lr this step uses
-        loss = self.sgd_step(X, y)
+        if isinstance(batch, dict):  # a step block of batch["count"] SGD steps (train_block_size > 0)
+            loss, lr = self.block_runner(batch)
+        else:
+            X, y = batch  # (B, D), (B,)
+            lr = self.optimizers().param_groups[0]["lr"]  # the lr this step uses
+            loss = self.sgd_step(X, y)
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
         self.log("lr", lr, on_step=True, on_epoch=False)
         if batch_idx == self.trainer.num_training_batches - 1:
             # cs231n's train accuracy: the epoch's last batch, after its update
+            if isinstance(batch, dict):
+                X, y = block_batch(batch, batch["first"] + batch["count"] - 1)  # (B, D), (B,)
             with torch.no_grad():
                 self.train_acc(self.net(X).argmax(dim=1), y)
-            self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+            self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=y.shape[0])
         return loss
     # [/bridge:lightning-training-step]
 

@@ -59,15 +59,21 @@ class WithReplacementBatches:
     global batch and keeps its own contiguous slice, so two processes with B/2 each see what one process with B sees.
     ``len()`` is the full epoch, ceil(N / B), even when ``start_batch`` skips the first batches of a resumed epoch
     (Lightning counts the skipped batches as already done).
+
+    ``block_size`` K >= 1 (asked for by a model's ``train_block_size``, e.g. TwoLayerNetModule with steps_per_call
+    or cuda_graph) yields step blocks instead, ceil(ceil(N / B) / K) per epoch: dicts {"X": (N, D), "y": (N,), the
+    whole device-resident split, "indices": (ceil(N / B), B) this epoch's batch indices on the device (one table per
+    epoch, the same object for each of its blocks), "first": the block's first batch, "count": its batches (<= K)}.
     """
 
-    def __init__(self, X, y, batch_size, seed, epoch=0, start_batch=0, rank=0, world_size=1):
+    def __init__(self, X, y, batch_size, seed, epoch=0, start_batch=0, rank=0, world_size=1, block_size=0):
         self.X, self.y = X, y
         self.batch_size, self.seed, self.epoch = batch_size, seed, epoch
         self.start_batch = start_batch
         self.rank, self.world_size = rank, world_size
         self.num_batches = math.ceil(X.shape[0] / batch_size)
         self.next_batch = start_batch  # the batch the next ``next()`` yields; saved by state_dict
+        self.block_size = block_size  # 0: (X_b, y_b) batches; K >= 1: step blocks of up to K batches
 
     @property
     def sampler(self):
@@ -88,10 +94,27 @@ class WithReplacementBatches:
         self.epoch, self.start_batch = state["epoch"], state["next_batch"]
 
     def __len__(self):
-        return self.num_batches
+        return math.ceil(self.num_batches / self.block_size) if self.block_size else self.num_batches
 
     def __iter__(self):
-        return self._batches()
+        return self._blocks() if self.block_size else self._batches()
+
+    def epoch_indices(self, epoch):
+        """(ceil(N / B), B / world_size) int64 on X's device: every batch's indices (this rank's slice) of ``epoch``."""
+        per_rank = self.batch_size // self.world_size
+        table = torch.stack([batch_indices(self.seed, epoch, b, self.X.shape[0], self.batch_size)
+                             for b in range(self.num_batches)])  # (num_batches, B)
+        return table[:, self.rank * per_rank:(self.rank + 1) * per_rank].to(self.X.device)
+
+    def _blocks(self):
+        epoch, start = self.epoch, self.start_batch  # read at the first next(), as in _batches
+        self.start_batch = 0
+        table = self.epoch_indices(epoch)  # (num_batches, B): one host-to-device copy per epoch
+        for first in range(start, self.num_batches, self.block_size):
+            count = min(self.block_size, self.num_batches - first)
+            self.next_batch = first + count
+            yield {"X": self.X, "y": self.y, "indices": table, "first": first, "count": count}
+        self.next_batch = self.num_batches
 
     def _batches(self):
         # A generator's body runs at the first next(), so the epoch and start are read then, not at iter(): a
@@ -199,8 +222,9 @@ class ArrayDataModule(L.LightningDataModule):
         if self.batch_size % world_size:
             raise ValueError(f"batch_size ({self.batch_size}) must be divisible by the number of processes "
                              f"({world_size}): every rank takes an equal slice of each batch")
+        block_size = getattr(getattr(self.trainer, "lightning_module", None), "train_block_size", 0)
         return WithReplacementBatches(s.X_train, s.y_train, self.batch_size, self.seed, epoch=epoch,
-                                      rank=rank, world_size=world_size)
+                                      rank=rank, world_size=world_size, block_size=block_size)
 
     def val_dataloader(self):
         s = self._on_device()

@@ -1,0 +1,157 @@
+"""K SGD steps per training_step (steps_per_call) and the CUDA-graph fast path (cuda_graph) equal the eager loop:
+the same loss of every SGD step, final parameters, lr schedule, momentum state and step count.
+
+Run: ``python -m pytest tests/test_cuda_graph.py -q`` (the graph tests need a GPU: ``-m cuda``; they skip without).
+"""
+import logging
+from types import SimpleNamespace
+
+import lightning as L
+import pytest
+import torch
+
+from tests.helpers import CUDA, FLOAT32_TOL, FLOAT64_TOL, assert_close_report
+from torch_impl.cuda_graph_step import StepBlockRunner
+from torch_impl.lightning_module import TwoLayerNetModule
+from train.data import ArrayDataModule, ArraySplits
+
+pytestmark = pytest.mark.lightning
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny GEMMs: one thread is fastest, and immune to a busy machine
+    yield
+    torch.set_num_threads(threads)
+
+
+class BlobsDataModule(ArrayDataModule):
+    """n x 6 Gaussian features, 3 classes by a linear teacher: 90 / 20 = 5 batches per epoch (4.5 rounded up)."""
+
+    def __init__(self, n=90, batch_size=20, seed=0):
+        super().__init__(batch_size=batch_size, seed=seed)
+        self.n = n
+
+    def load(self):
+        g = torch.Generator().manual_seed(0)
+        X = torch.randn(self.n + 40, 6, generator=g)  # (n + 40, 6)
+        y = (X @ torch.randn(6, 3, generator=g)).argmax(dim=1)  # (n + 40,)
+        return ArraySplits(X[:self.n], y[:self.n], X[self.n:], y[self.n:])
+
+
+class LossHistory(L.Callback):
+    """The loss of every SGD step: eager steps through sgd_step, replays from the runner's loss buffer."""
+
+    def __init__(self):
+        self.losses = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        runner = pl_module.block_runner
+        if runner is not None and runner.use_graph:
+            self.losses += runner.losses[:runner.last_count].tolist()
+
+
+class RecordingModule(TwoLayerNetModule):
+    def sgd_step(self, X, y):
+        loss = super().sgd_step(X, y)
+        self.history.append(float(loss))
+        return loss
+
+
+def fit(device="cpu", precision="64-true", max_epochs=3, max_steps=-1, **model_kw):
+    """Train RecordingModule on BlobsDataModule; returns (module, trainer, per-step losses)."""
+    dm = BlobsDataModule()
+    kw = dict(hidden_size=7, std=0.5, learning_rate=0.2, learning_rate_decay=0.5, reg=1e-3) | model_kw
+    model = RecordingModule(dm.input_size, dm.num_classes, **kw)
+    model.history = []
+    history = LossHistory()
+    trainer = L.Trainer(accelerator=device, devices=1, precision=precision, max_epochs=max_epochs,
+                        max_steps=max_steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, callbacks=[history])
+    trainer.fit(model, datamodule=dm)
+    return model, trainer, model.history + history.losses
+
+
+def assert_same_run(a, b, tol):
+    (model_a, trainer_a, losses_a), (model_b, trainer_b, losses_b) = a, b
+    assert trainer_a.global_step == trainer_b.global_step == len(losses_a) == len(losses_b)
+    assert_close_report("loss history", torch.tensor(losses_a), torch.tensor(losses_b), **tol)
+    for name, p in model_a.net.named_parameters():
+        assert_close_report(name, p.detach().cpu(), dict(model_b.net.named_parameters())[name].detach().cpu(), **tol)
+    opt_a, opt_b = model_a.optimizers().optimizer, model_b.optimizers().optimizer
+    assert opt_a.param_groups[0]["lr"] == pytest.approx(opt_b.param_groups[0]["lr"], rel=1e-12)
+    for p_a, p_b in zip(model_a.net.parameters(), model_b.net.parameters()):
+        buf_a, buf_b = opt_a.state[p_a].get("momentum_buffer"), opt_b.state[p_b].get("momentum_buffer")
+        if model_a.hparams.momentum:
+            assert_close_report("momentum buffer", buf_a.cpu(), buf_b.cpu(), **tol)
+
+
+@pytest.mark.parametrize("lr_schedule", ["epoch", "cs231n"])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+@pytest.mark.parametrize("steps_per_call", [2, 3])
+def test_steps_per_call_equals_one_step_per_call(steps_per_call, momentum, lr_schedule):
+    eager = fit(momentum=momentum, lr_schedule=lr_schedule)
+    blocks = fit(momentum=momentum, lr_schedule=lr_schedule, steps_per_call=steps_per_call)
+    assert eager[1].global_step == 15  # 3 epochs of 5 batches; the blocks were 2+2+1 or 3+2 per epoch
+    assert_same_run(blocks, eager, FLOAT64_TOL)
+
+
+def test_steps_per_call_stops_at_max_steps_inside_a_block():
+    eager = fit(max_steps=7)
+    blocks = fit(max_steps=7, steps_per_call=3)  # blocks 3 + 2 (epoch end) + 2 of 3
+    assert blocks[1].global_step == 7
+    assert_same_run(blocks, eager, FLOAT64_TOL)
+
+
+def test_cuda_graph_on_cpu_runs_the_steps_eagerly(caplog):
+    eager = fit(precision="32-true")
+    with caplog.at_level(logging.INFO, logger="torch_impl.cuda_graph_step"):
+        graph = fit(precision="32-true", cuda_graph=True, steps_per_call=4)
+    assert "no CUDA device" in caplog.text
+    assert not graph[0].block_runner.use_graph
+    assert_same_run(graph, eager, FLOAT32_TOL)
+
+
+@pytest.mark.parametrize("world_size,precision,needle", [(2, "32-true", "2 processes"),
+                                                          (1, "64-true", "precision '64-true'"),
+                                                          (1, "bf16-mixed", "precision 'bf16-mixed'")])
+def test_cuda_graph_refuses_ddp_and_other_precisions(world_size, precision, needle):
+    module = SimpleNamespace(hparams=SimpleNamespace(cuda_graph=True),
+                             trainer=SimpleNamespace(world_size=world_size, precision=precision))
+    with pytest.raises(ValueError, match="cuda_graph") as err:
+        StepBlockRunner(module)
+    assert needle in str(err.value)
+
+
+def test_cuda_graph_with_64_true_fails_at_fit_start():
+    with pytest.raises(ValueError, match="cuda_graph: got True with precision '64-true'"):
+        fit(precision="64-true", cuda_graph=True)
+
+
+@pytest.mark.parametrize("steps_per_call", [0, -2, 1.5])
+def test_bad_steps_per_call_is_a_clear_value_error(steps_per_call):
+    with pytest.raises(ValueError, match="steps_per_call"):
+        TwoLayerNetModule(6, 3, steps_per_call=steps_per_call)
+
+
+@pytest.mark.cuda
+@CUDA
+@pytest.mark.parametrize("lr_schedule", ["epoch", "cs231n"])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+@pytest.mark.parametrize("steps_per_call", [1, 3])
+def test_cuda_graph_equals_the_eager_gpu_loop(steps_per_call, momentum, lr_schedule):
+    eager = fit("cuda", "32-true", momentum=momentum, lr_schedule=lr_schedule)
+    graph = fit("cuda", "32-true", momentum=momentum, lr_schedule=lr_schedule, cuda_graph=True,
+                steps_per_call=steps_per_call)
+    assert graph[0].block_runner.use_graph
+    assert_same_run(graph, eager, FLOAT32_TOL)
+
+
+@pytest.mark.cuda
+@CUDA
+def test_cuda_graph_stops_at_max_steps_and_keeps_data_on_the_gpu():
+    eager = fit("cuda", "32-true", max_steps=7)
+    graph = fit("cuda", "32-true", max_steps=7, cuda_graph=True, steps_per_call=3)
+    assert graph[0].block_runner.graphed.X.is_cuda and graph[0].block_runner.graphed.indices.is_cuda
+    assert_same_run(graph, eager, FLOAT32_TOL)

@@ -1,0 +1,198 @@
+"""K whole SGD steps of the two-layer net captured in one CUDA graph and replayed: the GPU fast path of ``fit``.
+
+Usage (TwoLayerNetModule does this with ``--model.cuda_graph true [--model.steps_per_call 16]``)::
+
+    steps = GraphedSGDSteps(lambda X_b, y_b: TwoLayerLoss.apply(X_b, y_b, W1, b1, W2, b2, reg),
+                            params=[W1, b1, W2, b2], X=X, y=y, momentum=0.0)
+    steps.load_epoch(indices, lrs)           # indices: (num_batches, B) int64, lrs: (num_batches,), on the GPU
+    losses = steps.run(first=0, count=16)    # (16,) losses of batches 0..15, computed before each update
+
+An eager step on a GPU is launch-bound: ~25 small kernels, each waiting for the host to issue it. Captured once,
+the whole sequence replays as one launch. Everything a step reads or writes lives at a fixed address, so the graph
+needs no host input per replay:
+
+    idx  = indices[pos]                        # (B,)  the batch of the device-side position counter
+    X_b, y_b = X[idx], y[idx]                  # (B, D), (B,)  gather from the device-resident split
+    loss = loss_fn(X_b, y_b)                   # the Function fit uses (its backward holds the formulas)
+    dW  = autograd.grad(loss, params)          # the hand-written backward, through the engine
+    v   = momentum v + dW  (if momentum > 0)   # torch.optim.SGD's momentum buffer, updated in place
+    W  -= lrs[pos] v                           # the learning rate read from a device table: no recapture on decay
+    losses[j] = loss; pos += 1
+
+One graph is captured per distinct ``count`` (a full block of K and at most one shorter, the epoch's remainder).
+"""
+import logging
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+class GraphedSGDSteps:
+    """Captures and replays ``count`` SGD steps on CUDA tensors.
+
+    loss_fn(X_b (B, D), y_b (B,)) -> 0-d loss, differentiable w.r.t. params; params: the tensors updated in place;
+    X: (N, D), y: (N,) int64, the training split on the GPU; momentum: SGD momentum; momentum_buffers: one tensor
+    per param (the optimizer's state, updated in place) when momentum > 0.
+    """
+
+    def __init__(self, loss_fn, params, X, y, momentum=0.0, momentum_buffers=None):
+        if X.device.type != "cuda":
+            raise ValueError(f"X: got a tensor on {X.device}; expected a CUDA tensor (GraphedSGDSteps captures CUDA)")
+        self.loss_fn, self.params, self.X, self.y = loss_fn, list(params), X, y
+        self.momentum = momentum
+        self.buffers = list(momentum_buffers) if momentum else []
+        self.pos = torch.zeros((), dtype=torch.int64, device=X.device)  # batch of the next step
+        self.indices = self.lrs = None  # (num_batches, B) int64, (num_batches,) float32, set by load_epoch
+        self.losses = None  # (K,) the last replay's losses
+        self.graphs = {}  # count -> (torch.cuda.CUDAGraph, its losses (count,))
+        self._host_pos = None  # where pos stands after the last replay (None: unknown)
+
+    @property
+    def lrs_dtype(self):
+        """The dtype of the lr table: the parameters' (lr times an update in their precision)."""
+        return self.params[0].dtype
+
+    def load_epoch(self, indices, lrs):
+        """Copy an epoch's tables into the static buffers: indices (num_batches, B) int64; lrs (num_batches,)."""
+        if self.indices is None:
+            self.indices = torch.empty_like(indices, device=self.X.device)  # (num_batches, B)
+            self.lrs = torch.empty(indices.shape[0], dtype=self.lrs_dtype, device=self.X.device)  # (num_batches,)
+        if indices.shape != self.indices.shape:
+            raise ValueError(f"indices: got shape {tuple(indices.shape)}; expected {tuple(self.indices.shape)}, "
+                             "the shape the graphs were captured with")
+        self.indices.copy_(indices, non_blocking=True)
+        self.lrs.copy_(lrs, non_blocking=True)
+
+    def _steps(self, count, losses):
+        """The captured body: ``count`` SGD steps (see the module docstring)."""
+        for j in range(count):
+            at = self.pos.view(1)  # (1,)
+            idx = self.indices.index_select(0, at).view(-1)  # (B,)
+            X_b, y_b = self.X.index_select(0, idx), self.y.index_select(0, idx)  # (B, D), (B,)
+            loss = self.loss_fn(X_b, y_b)
+            grads = torch.autograd.grad(loss, self.params)
+            with torch.no_grad():
+                neg_lr = self.lrs.index_select(0, at).neg_()  # (1,)  -lr of this step
+                updates = grads
+                if self.momentum:
+                    torch._foreach_mul_(self.buffers, self.momentum)  # v = momentum v + dW
+                    torch._foreach_add_(self.buffers, grads)
+                    updates = self.buffers
+                for p, u in zip(self.params, updates):
+                    p.addcmul_(u, neg_lr)  # W -= lr v
+                losses[j].copy_(loss.detach())
+                self.pos.add_(1)
+
+    def _capture(self, count):
+        """Warm up on a side stream (state restored afterwards), then capture ``count`` steps."""
+        state = [t.clone() for t in (*self.params, *self.buffers, self.pos)]
+        losses = torch.empty(count, dtype=self.params[0].dtype, device=self.X.device)  # (count,)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            self._steps(1, losses)  # cuBLAS handles, autograd's device thread, lazy inits
+        torch.cuda.current_stream().wait_stream(side)
+        with torch.no_grad():
+            for t, saved in zip((*self.params, *self.buffers, self.pos), state):
+                t.copy_(saved)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._steps(count, losses)
+        return graph, losses
+
+    def run(self, first, count):
+        """Replay ``count`` steps on batches first .. first + count - 1 of the loaded epoch; returns (count,) losses."""
+        if self.indices is None:
+            raise ValueError("load_epoch(indices, lrs) must come before run()")
+        if not 0 <= first <= first + count <= self.indices.shape[0]:
+            raise ValueError(f"first={first}, count={count}: expected 0 <= first and first + count <= "
+                             f"{self.indices.shape[0]} (the epoch's batches)")
+        if count not in self.graphs:
+            self.graphs[count] = self._capture(count)
+            self._host_pos = None
+        if self._host_pos != first:
+            self.pos.fill_(first)  # a new epoch or a resume: one small kernel, no host sync
+        graph, losses = self.graphs[count]
+        graph.replay()
+        self._host_pos = first + count
+        return losses
+
+
+def block_batch(block, b):
+    """Batch ``b`` of a step block (see train/data.py's WithReplacementBatches): (X_b (B, D), y_b (B,))."""
+    idx = block["indices"][b]  # (B,)
+    return block["X"].index_select(0, idx), block["y"].index_select(0, idx)
+
+
+class StepBlockRunner:
+    """Runs TwoLayerNetModule's step blocks: ``count`` eager sgd_steps, or one replay of the captured graph on CUDA.
+
+    Step counting: trainer.global_step counts SGD steps, as with one step per training_step. Eager steps call the
+    optimizer each; a replay calls it once (Lightning's hooks, e.g. the divergence guard, see the block's last loss;
+    no ``.grad`` is set, so SGD changes nothing) and counts the other count - 1 steps through the LightningOptimizer's
+    step-progress hooks. The LambdaLR advances by ``count``; a replay reads each step's lr from a per-epoch device
+    table filled from the same lambda. A block is cut short at trainer.max_steps.
+    """
+
+    def __init__(self, module):
+        hp, trainer = module.hparams, module.trainer
+        if hp.cuda_graph and trainer.world_size > 1:
+            raise ValueError(f"cuda_graph: got True with {trainer.world_size} processes; expected one device "
+                             "(the captured step has no gradient all-reduce); use --model.cuda_graph false")
+        if hp.cuda_graph and str(trainer.precision) not in ("32-true", "32"):
+            raise ValueError(f"cuda_graph: got True with precision {trainer.precision!r}; expected 32-true "
+                             "(the captured step has no autocast or grad scaler); use --model.cuda_graph false")
+        self.module = module
+        self.use_graph = hp.cuda_graph and module.device.type == "cuda"
+        if hp.cuda_graph and not self.use_graph:
+            log.info("cuda_graph: no CUDA device (training on %s), running the steps eagerly", module.device)
+        self.graphed, self._table, self._buffers = None, None, None
+        self.losses, self.last_count = None, 0  # the last replay's loss buffer (K,) and its steps
+
+    def __call__(self, block):
+        """Train on a block; returns (the last step's loss (0-d, detached), the last step's lr)."""
+        m = self.module
+        first, count = block["first"], block["count"]
+        if m.trainer.max_steps is not None and m.trainer.max_steps >= 0:
+            count = min(count, m.trainer.max_steps - m.trainer.global_step)
+        if self.use_graph:
+            loss = self._replay(block, first, count)
+        else:
+            for b in range(first, first + count):
+                loss = m.sgd_step(*block_batch(block, b))
+        sched = m.lr_schedulers()
+        return loss, sched.base_lrs[0] * sched.lr_lambdas[0](sched.last_epoch - 1)
+
+    def _momentum_buffers(self, opt):
+        """The optimizer's momentum buffers (created as zeros: v = 0 momentum + dW = dW, SGD's first step)."""
+        if not self.module.hparams.momentum:
+            return []
+        for p in self.module.net.parameters():
+            if opt.state[p].get("momentum_buffer") is None:
+                opt.state[p]["momentum_buffer"] = torch.zeros_like(p)
+        return [opt.state[p]["momentum_buffer"] for p in self.module.net.parameters()]
+
+    def _replay(self, block, first, count):
+        m, opt, sched = self.module, self.module.optimizers(), self.module.lr_schedulers()
+        buffers = self._momentum_buffers(opt.optimizer)
+        if self.graphed is None or any(a is not b for a, b in zip(buffers, self._buffers)):  # new, or state reloaded
+            self.graphed = GraphedSGDSteps(m.batch_loss, list(m.net.parameters()), block["X"], block["y"],
+                                           m.hparams.momentum, buffers)
+            self._buffers, self._table = buffers, None
+        table = block["indices"]  # (num_batches, B), one object per epoch
+        if table is not self._table:
+            base, factor, n0 = sched.base_lrs[0], sched.lr_lambdas[0], sched.last_epoch  # step n uses base factor(n)
+            lrs = [base * factor(n0 + b - first) if b >= first else 0.0 for b in range(table.shape[0])]
+            self.graphed.load_epoch(table, torch.tensor(lrs, dtype=self.graphed.lrs_dtype))
+            self._table = table
+        self.losses, self.last_count = self.graphed.run(first, count), count  # (count,), overwritten by the next
+        loss = self.losses[count - 1].clone()  # (,) kept past the next replay
+        m.last_loss = loss
+        opt.step()  # Lightning's hooks and one step count; params have no .grad, so SGD changes nothing
+        for _ in range(count - 1):  # count the rest, as count optimizer steps would
+            opt._on_before_step()
+            opt._on_after_step()
+        sched.last_epoch += count - 1
+        sched.step()  # LambdaLR: lr = base factor(last_epoch), the next step's
+        return loss
