@@ -6,8 +6,9 @@ Usage (from bench_step.py; alone for a quick look)::
 
 fit runs through train.cli.run_cli, so the Trainer keeps its defaults (progress bar, CSV logger, checkpoint and
 plot callbacks), on SyntheticCIFARDataModule: an ArrayDataModule holding the same synthetic data as the other rows.
-A callback notes the time at the start of training step ``warmup`` and of step ``warmup + steps``; the difference
-over ``steps`` is the per-step cost, start-up (parsing, sanity validation) and the end of the run excluded.
+A callback notes the time and trainer.global_step (SGD steps) at the first training_step starting at or after step
+``warmup`` and at or after ``warmup + steps`` (with steps_per_call K the step count jumps by K); the time over the
+SGD steps between them is the per-step cost, start-up (parsing, sanity validation) and the end of the run excluded.
 Every run writes its logs into a temporary directory that is removed afterwards.
 """
 import argparse
@@ -27,7 +28,7 @@ from train.cli import run_cli  # noqa: E402
 from train.data import ArrayDataModule, ArraySplits  # noqa: E402
 
 _DATA = {}  # "X", "y": the training tensors the benchmark made, shared by every fit in this process
-_MARKS = []  # perf_counter() at the start of the two marked training steps of the current fit
+_MARKS = []  # (perf_counter(), global_step) at the start of the two marked training steps of the current fit
 
 
 class SyntheticCIFARDataModule(ArrayDataModule):
@@ -39,21 +40,22 @@ class SyntheticCIFARDataModule(ArrayDataModule):
 
 
 class StepTimer(L.Callback):
-    """Appends perf_counter() to _MARKS at the start of global steps ``first`` and ``last``."""
+    """Appends (perf_counter(), global_step) to _MARKS at the first batch start at/after step ``first``, ``last``."""
 
     def __init__(self, first: int, last: int):
         self.first, self.last = first, last
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step in (self.first, self.last):
-            if batch[0].is_cuda:
+        if trainer.global_step >= (self.first, self.last)[min(len(_MARKS), 1)] and len(_MARKS) < 2:
+            if pl_module.device.type == "cuda":
                 import torch
                 torch.cuda.synchronize()
-            _MARKS.append(time.perf_counter())
+            _MARKS.append((time.perf_counter(), trainer.global_step))
 
 
-def lightning_fit_ms(X, y, hidden, steps, warmup, lr=1e-4, reg=0.25, batch_size=200):
-    """ms per step of ``python -m train fit`` over steps warmup .. warmup + steps on (X (N, D), y (N,))."""
+def lightning_fit_ms(X, y, hidden, steps, warmup, lr=1e-4, reg=0.25, batch_size=200, model_args=()):
+    """ms per SGD step of ``python -m train fit [model_args]`` over steps warmup .. warmup + steps (or the first
+    steps at or after them) on (X (N, D), y (N,))."""
     _DATA.update(X=X, y=y)
     _MARKS.clear()
     accelerator = "gpu" if X.is_cuda else "cpu"
@@ -67,7 +69,7 @@ def lightning_fit_ms(X, y, hidden, steps, warmup, lr=1e-4, reg=0.25, batch_size=
                 "--data.batch_size", str(batch_size),
                 "--model.hidden_size", str(hidden), "--model.learning_rate", str(lr), "--model.reg", str(reg),
                 "--trainer.accelerator", accelerator, "--trainer.devices", "1",
-                "--trainer.max_steps", str(warmup + steps + 1),
+                "--trainer.max_steps", str(warmup + steps + 64), *model_args,
                 "--trainer.callbacks+=" + json.dumps({"class_path": f"{StepTimer.__module__}.StepTimer",
                                                       "init_args": {"first": warmup, "last": warmup + steps}})]
         os.chdir(tmp)
@@ -80,7 +82,8 @@ def lightning_fit_ms(X, y, hidden, steps, warmup, lr=1e-4, reg=0.25, batch_size=
             sys.path.remove(str(here))
     if len(_MARKS) != 2:
         raise RuntimeError(f"lightning_fit: expected 2 step marks, got {len(_MARKS)} (did fit stop early?)")
-    return (_MARKS[1] - _MARKS[0]) / steps * 1e3
+    (t0, step0), (t1, step1) = _MARKS
+    return (t1 - t0) / (step1 - step0) * 1e3
 
 
 if __name__ == "__main__":
@@ -90,6 +93,8 @@ if __name__ == "__main__":
     p.add_argument("--hidden", type=int, default=50)
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--model-args", default="", help="extra fit arguments, e.g. '--model.steps_per_call 16'")
     a = p.parse_args()
     X, y = bench_step.make_data(bench_step.torch.device("cpu"), bench_step.NUM_TRAIN)
-    print(f"lightning_fit H={a.hidden}: {lightning_fit_ms(X, y, a.hidden, a.steps, a.warmup):.3f} ms/step")
+    ms = lightning_fit_ms(X, y, a.hidden, a.steps, a.warmup, model_args=a.model_args.split())
+    print(f"lightning_fit H={a.hidden} {a.model_args}: {ms:.3f} ms/step")

@@ -18,11 +18,18 @@ classes, batches of B = 200 drawn with replacement. Rows (``--rows``):
     torch_autograd  the same with the plain-autograd twin (autograd_twin.two_layer_loss_autograd)
     lightning_fit   ``python -m train fit`` with the Trainer's defaults on a data module holding the same data,
                     timed between two training steps of one run (see bench_fit.py; one run per round)
+    lightning_fit_k16         the same with --model.steps_per_call 16 (16 SGD steps per Lightning step)
+    cuda_graph      (CUDA) one SGD step replayed from a captured graph (torch_impl/cuda_graph_step.py), data and
+                    indices on the GPU
+    lightning_fit_graph       (CUDA) fit with --model.cuda_graph true
+    lightning_fit_graph_k16   (CUDA) fit with --model.cuda_graph true --model.steps_per_call 16
 
 Rows are timed in interleaved rounds (per round, one block of ``--steps`` steps of every row), so a change of load
 on a shared machine hits every row alike. A row's ms/step is the median over its ``--repeats`` blocks, and its ratio
 is to the floor's median of the same run; the fastest block of each row and its ratio to the fastest floor block are
 printed beside them (on a busy machine the quiet moments). torch uses its default thread count unless --threads.
+After a NumPy block the benchmark sleeps 0.3 s, untimed: NumPy's OpenBLAS threads spin-wait after their last GEMM
+and, on 2 cores, took a core from the torch row timed next (torch_manual measured 2.8x floor instead of 1.45x).
 """
 import argparse
 import json
@@ -39,13 +46,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import reference_numpy.neural_net as ref  # noqa: E402
 from torch_impl.autograd_twin import two_layer_loss_autograd  # noqa: E402
+from torch_impl.cuda_graph_step import GraphedSGDSteps  # noqa: E402
 from torch_impl.fast_step import make_sgd  # noqa: E402
 from torch_impl.neural_net import TwoLayerLoss, TwoLayerNet  # noqa: E402
 
 NUM_TRAIN, INPUT_SIZE, NUM_CLASSES, BATCH = 49_000, 3_072, 10, 200  # cs231n's CIFAR-10 training shape
 LR, REG, STD = 1e-4, 0.25, 1e-4  # cs231n's two-layer-net settings
 NUMPY_ROWS = ("numpy_float64", "numpy_float32")
-ROWS = ("floor", *NUMPY_ROWS, "torch_manual", "torch_autograd", "lightning_fit")
+CUDA_ROWS = ("cuda_graph", "lightning_fit_graph", "lightning_fit_graph_k16")
+FIT_ARGS = {"lightning_fit": [], "lightning_fit_k16": ["--model.steps_per_call", "16"],
+            "lightning_fit_graph": ["--model.cuda_graph", "true"],
+            "lightning_fit_graph_k16": ["--model.cuda_graph", "true", "--model.steps_per_call", "16"]}
+ROWS = ("floor", *NUMPY_ROWS, "torch_manual", "torch_autograd", "cuda_graph", "lightning_fit", "lightning_fit_k16",
+        "lightning_fit_graph", "lightning_fit_graph_k16")
 
 
 def make_data(device, num_train, seed=0):
@@ -106,13 +119,34 @@ def torch_step(X, y, hidden, loss_fn):
     return step
 
 
+def graph_step(X, y, hidden):
+    """fit's step replayed from a CUDA graph: gather by a device-side position, loss, backward, update."""
+    init = torch.Generator().manual_seed(0)
+    net = TwoLayerNet(INPUT_SIZE, hidden, NUM_CLASSES, std=STD, generator=init).to(X.device)
+    W1, b1, W2, b2 = net.params.values()
+    steps = GraphedSGDSteps(lambda X_b, y_b: TwoLayerLoss.apply(X_b, y_b, W1, b1, W2, b2, REG), [W1, b1, W2, b2],
+                            X, y)
+    num_batches = -(-X.shape[0] // BATCH)
+    steps.load_epoch(torch.randint(0, X.shape[0], (num_batches, BATCH), device=X.device),  # (num_batches, B)
+                     torch.full((num_batches,), LR, device=X.device))
+    position = [0]
+
+    def step():
+        steps.run(position[0], 1)
+        position[0] = (position[0] + 1) % num_batches
+
+    return step
+
+
 def build(name, X, y, hidden, warmup):
     """A block timer for row ``name``: ``block(steps) -> ms per step`` (the first call after ``warmup`` steps)."""
-    if name == "lightning_fit":
+    if name in FIT_ARGS:
         from bench_fit import lightning_fit_ms  # imports Lightning and the CLI only when asked for
 
-        return lambda steps: lightning_fit_ms(X, y, hidden, steps, warmup)
-    if name == "floor":
+        return lambda steps: lightning_fit_ms(X, y, hidden, steps, warmup, model_args=FIT_ARGS[name])
+    if name == "cuda_graph":
+        step = graph_step(X, y, hidden)
+    elif name == "floor":
         step = floor_step(X, y, hidden)
     elif name in NUMPY_ROWS:
         step = numpy_step(X, y, hidden, np.float64 if name == "numpy_float64" else np.float32)
@@ -143,6 +177,8 @@ def time_rows(blocks, steps, repeats):
     for _ in range(repeats):
         for name, block in blocks.items():
             times[name].append(block(steps))
+            if name in NUMPY_ROWS:
+                time.sleep(0.3)  # let OpenBLAS's spinning threads sleep before the next row (module docstring)
     return times
 
 
@@ -153,7 +189,8 @@ def run_benchmark(args):
     X, y = make_data(device, args.num_train)
     rows = []
     for hidden in args.hidden:
-        names = [n for n in args.rows if not (n in NUMPY_ROWS and device.type != "cpu")]
+        names = [n for n in args.rows if not (n in NUMPY_ROWS and device.type != "cpu")
+                 and not (n in CUDA_ROWS and device.type != "cuda")]
         blocks = {n: build(n, X, y, hidden, args.warmup) for n in names}
         times = time_rows(blocks, args.steps, args.repeats)
         floor_ms, floor_min = float(np.median(times["floor"])), float(np.min(times["floor"]))
