@@ -86,6 +86,26 @@ def lightning_fit_ms(X, y, hidden, steps, warmup, lr=1e-4, reg=0.25, batch_size=
     return (t1 - t0) / (step1 - step0) * 1e3
 
 
+def rss_bytes():
+    """The current resident set size of this process (Linux /proc/self/statm)."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def fit_memory(hidden, num_train, steps, queue, model_args=()):
+    """In a fresh process: RSS after the imports (the fixed part), then ``fit`` for ``steps`` steps on synthetic
+    CIFAR-shaped data. Puts (RSS after imports, peak RSS, training tensor bytes) on ``queue``."""
+    import resource
+
+    import bench_step
+    import torch
+
+    torch.zeros(1) @ torch.zeros(1)  # the BLAS library's pages count as fixed, not as data
+    fixed = rss_bytes()
+    X, y = bench_step.make_data(torch.device("cpu"), num_train)
+    lightning_fit_ms(X, y, hidden, steps, min(10, steps // 2), model_args=model_args)
+    queue.put((fixed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, X.nbytes))
+
+
 if __name__ == "__main__":
     import bench_step
 

@@ -5,7 +5,7 @@ Usage::
     python benchmarks/bench_step.py                                  # CPU, H = 50 and 100, every row
     python benchmarks/bench_step.py --device cuda --json bench.json  # a GPU, rows written as JSON
     python benchmarks/bench_step.py --rows floor torch_manual --hidden 50 --repeats 15
-    python benchmarks/bench_step.py --memory                         # peak RSS of a training loop instead
+    python benchmarks/bench_step.py --memory                         # peak RSS of fit instead
 
 The data are synthetic, of the shape cs231n trains on: N = 49,000 rows of D = 3,072 float32 features, C = 10
 classes, batches of B = 200 drawn with replacement. Rows (``--rows``):
@@ -34,7 +34,6 @@ and, on 2 cores, took a core from the torch row timed next (torch_manual measure
 import argparse
 import json
 import multiprocessing
-import resource
 import sys
 import time
 from pathlib import Path
@@ -211,24 +210,21 @@ def run_benchmark(args):
     return rows
 
 
-def _memory_child(hidden, num_train, steps, queue):
-    """Train ``steps`` manual steps on fresh data; report peak RSS and the training tensor's size (bytes)."""
-    X, y = make_data(torch.device("cpu"), num_train)
-    step = torch_step(X, y, hidden, TwoLayerLoss.apply)
-    for _ in range(steps):
-        step()
-    queue.put((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, X.nbytes))
-
-
 def run_memory(args):
-    """Peak RSS of a CIFAR-shaped training loop in a fresh process, relative to the training tensor's size."""
+    """Peak RSS of ``fit`` on CIFAR-shaped data in a fresh process: the fixed part (RSS after importing torch,
+    Lightning and the CLI) and the rest (the data and everything that grows with it), against the training tensor."""
+    from bench_fit import fit_memory
+
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_memory_child, args=(args.hidden[0], args.num_train, args.steps * 4, queue))
+    proc = ctx.Process(target=fit_memory, args=(args.hidden[0], args.num_train, args.steps, queue))
     proc.start()
-    peak, nbytes = queue.get()
+    fixed, peak, nbytes = queue.get()
     proc.join()
-    print(f"peak RSS {peak / 2**20:.0f} MiB, training tensor {nbytes / 2**20:.0f} MiB, ratio {peak / nbytes:.2f}")
+    mib = 2 ** 20
+    print(f"fit, N={args.num_train}: peak RSS {peak / mib:.0f} MiB = fixed {fixed / mib:.0f} MiB (imports) + "
+          f"{(peak - fixed) / mib:.0f} MiB; training tensor {nbytes / mib:.0f} MiB; peak / tensor {peak / nbytes:.2f}, "
+          f"(peak - fixed) / tensor {(peak - fixed) / nbytes:.2f}")
 
 
 def parse_args(argv=None):
@@ -242,7 +238,7 @@ def parse_args(argv=None):
     p.add_argument("--num-train", type=int, default=NUM_TRAIN, help="rows of synthetic training data")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's, one per core)")
     p.add_argument("--json", help="write the rows as a JSON list to this path")
-    p.add_argument("--memory", action="store_true", help="measure peak RSS of a training loop instead")
+    p.add_argument("--memory", action="store_true", help="measure peak RSS of fit instead")
     args = p.parse_args(argv)
     for name in ("steps", "repeats", "num_train", "threads"):
         if getattr(args, name) is not None and getattr(args, name) < 1:

@@ -16,6 +16,9 @@ from torch_impl.lightning_module import TwoLayerNetModule
 from train.data import ArrayDataModule, ArraySplits
 
 pytestmark = pytest.mark.lightning
+# graph vs eager on the GPU: the same kernels but the update as addcmul_ by a device lr instead of foreach add_ with
+# alpha (one rounding may differ per step), over 15 steps of lr 0.2: float32 tolerance a little above one step's
+GRAPH_TOL = {"rtol": 1e-5, "atol": 1e-5}
 
 
 @pytest.fixture(autouse=True)
@@ -145,7 +148,7 @@ def test_cuda_graph_equals_the_eager_gpu_loop(steps_per_call, momentum, lr_sched
     graph = fit("cuda", "32-true", momentum=momentum, lr_schedule=lr_schedule, cuda_graph=True,
                 steps_per_call=steps_per_call)
     assert graph[0].block_runner.use_graph
-    assert_same_run(graph, eager, FLOAT32_TOL)
+    assert_same_run(graph, eager, GRAPH_TOL)
 
 
 @pytest.mark.cuda
@@ -154,4 +157,4 @@ def test_cuda_graph_stops_at_max_steps_and_keeps_data_on_the_gpu():
     eager = fit("cuda", "32-true", max_steps=7)
     graph = fit("cuda", "32-true", max_steps=7, cuda_graph=True, steps_per_call=3)
     assert graph[0].block_runner.graphed.X.is_cuda and graph[0].block_runner.graphed.indices.is_cuda
-    assert_same_run(graph, eager, FLOAT32_TOL)
+    assert_same_run(graph, eager, GRAPH_TOL)
