@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tests.helpers import CUDA, FLOAT32_TOL, FLOAT64_TOL, assert_close_report
-from torch_impl.cuda_graph_step import StepBlockRunner
+from torch_impl.cuda_graph_step import GraphedSGDSteps, StepBlockRunner
 from torch_impl.lightning_module import TwoLayerNetModule
 from train.data import ArrayDataModule, ArraySplits
 
@@ -114,6 +114,32 @@ def test_cuda_graph_on_cpu_runs_the_steps_eagerly(caplog):
     assert "no CUDA device" in caplog.text
     assert not graph[0].block_runner.use_graph
     assert_same_run(graph, eager, FLOAT32_TOL)
+
+
+class EagerReplay:
+    """Stands in for torch.cuda.CUDAGraph on the CPU: replay() runs the captured body eagerly."""
+
+    def __init__(self, body):
+        self.replay = body
+
+
+def eager_capture(self, count):
+    losses = torch.empty(count, dtype=self.params[0].dtype)  # (count,)
+    return EagerReplay(lambda: self._steps(count, losses)), losses
+
+
+@pytest.mark.parametrize("lr_schedule", ["epoch", "cs231n"])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+@pytest.mark.parametrize("steps_per_call", [1, 3])
+def test_graph_body_replayed_eagerly_on_cpu_equals_the_eager_loop(monkeypatch, steps_per_call, momentum, lr_schedule):
+    """Everything of the graph path but the capture: index and lr tables, position counter, momentum, counting."""
+    monkeypatch.setattr(GraphedSGDSteps, "device_type", "cpu")
+    monkeypatch.setattr(GraphedSGDSteps, "_capture", eager_capture)
+    eager = fit(precision="32-true", momentum=momentum, lr_schedule=lr_schedule)
+    graph = fit(precision="32-true", momentum=momentum, lr_schedule=lr_schedule, cuda_graph=True,
+                steps_per_call=steps_per_call)
+    assert graph[0].block_runner.use_graph and not graph[0].history  # every step went through the replay
+    assert_same_run(graph, eager, GRAPH_TOL)
 
 
 @pytest.mark.parametrize("world_size,precision,needle", [(2, "32-true", "2 processes"),

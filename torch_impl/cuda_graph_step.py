@@ -36,8 +36,10 @@ class GraphedSGDSteps:
     per param (the optimizer's state, updated in place) when momentum > 0.
     """
 
+    device_type = "cuda"  # what torch.cuda.CUDAGraph captures (tests stand in an eager replay on "cpu")
+
     def __init__(self, loss_fn, params, X, y, momentum=0.0, momentum_buffers=None):
-        if X.device.type != "cuda":
+        if X.device.type != self.device_type:
             raise ValueError(f"X: got a tensor on {X.device}; expected a CUDA tensor (GraphedSGDSteps captures CUDA)")
         self.loss_fn, self.params, self.X, self.y = loss_fn, list(params), X, y
         self.momentum = momentum
@@ -144,7 +146,7 @@ class StepBlockRunner:
             raise ValueError(f"cuda_graph: got True with precision {trainer.precision!r}; expected 32-true "
                              "(the captured step has no autocast or grad scaler); use --model.cuda_graph false")
         self.module = module
-        self.use_graph = hp.cuda_graph and module.device.type == "cuda"
+        self.use_graph = hp.cuda_graph and module.device.type == GraphedSGDSteps.device_type
         if hp.cuda_graph and not self.use_graph:
             log.info("cuda_graph: no CUDA device (training on %s), running the steps eagerly", module.device)
         self.graphed, self._table, self._buffers = None, None, None
