@@ -44,7 +44,7 @@ class BlobsDataModule(ArrayDataModule):
 
 
 class LossHistory(L.Callback):
-    """The loss of every SGD step: eager steps through sgd_step, replays from the runner's loss buffer."""
+    """The loss of every replayed SGD step, from the runner's loss buffer (eager steps: RecordingModule)."""
 
     def __init__(self):
         self.losses = []
@@ -56,9 +56,12 @@ class LossHistory(L.Callback):
 
 
 class RecordingModule(TwoLayerNetModule):
-    def sgd_step(self, X, y):
-        loss = super().sgd_step(X, y)
-        self.history.append(float(loss))
+    """Records the loss of every eager step (batch_loss runs once per step; a graph's body only at capture)."""
+
+    def batch_loss(self, X, y):
+        loss = super().batch_loss(X, y)
+        if self.block_runner is None or not self.block_runner.use_graph:
+            self.history.append(float(loss))
         return loss
 
 

@@ -130,11 +130,13 @@ def block_batch(block, b):
 class StepBlockRunner:
     """Runs TwoLayerNetModule's step blocks: ``count`` eager sgd_steps, or one replay of the captured graph on CUDA.
 
-    Step counting: trainer.global_step counts SGD steps, as with one step per training_step. Eager steps call the
-    optimizer each; a replay calls it once (Lightning's hooks, e.g. the divergence guard, see the block's last loss;
-    no ``.grad`` is set, so SGD changes nothing) and counts the other count - 1 steps through the LightningOptimizer's
-    step-progress hooks. The LambdaLR advances by ``count``; a replay reads each step's lr from a per-epoch device
-    table filled from the same lambda. A block is cut short at trainer.max_steps.
+    Step counting: trainer.global_step counts SGD steps, as with one step per training_step. An eager block runs
+    its last step as sgd_step (manual_backward, the LightningOptimizer and its hooks) and, in 32/64-bit precision
+    on one device, the steps before it without Lightning's per-step hooks (backward, the torch optimizer, the step
+    count: the same math). A replay calls the optimizer once (Lightning's hooks, e.g. the divergence guard, see the
+    block's last loss; no ``.grad`` is set, so SGD changes nothing) and counts the other count - 1 steps through
+    the LightningOptimizer's step-progress hooks. The LambdaLR advances by ``count``; a replay reads each step's lr
+    from a per-epoch device table filled from the same lambda. A block is cut short at trainer.max_steps.
     """
 
     def __init__(self, module):
@@ -149,6 +151,7 @@ class StepBlockRunner:
         self.use_graph = hp.cuda_graph and module.device.type == GraphedSGDSteps.device_type
         if hp.cuda_graph and not self.use_graph:
             log.info("cuda_graph: no CUDA device (training on %s), running the steps eagerly", module.device)
+        self.quick_steps = trainer.world_size == 1 and str(trainer.precision) in ("32-true", "32", "64-true", "64")
         self.graphed, self._table, self._buffers = None, None, None
         self.losses, self.last_count = None, 0  # the last replay's loss buffer (K,) and its steps
 
@@ -162,9 +165,23 @@ class StepBlockRunner:
             loss = self._replay(block, first, count)
         else:
             for b in range(first, first + count):
-                loss = m.sgd_step(*block_batch(block, b))
+                if self.quick_steps and b < first + count - 1:
+                    self._quick_step(*block_batch(block, b))
+                else:
+                    loss = m.sgd_step(*block_batch(block, b))
         sched = m.lr_schedulers()
         return loss, sched.base_lrs[0] * sched.lr_lambdas[0](sched.last_epoch - 1)
+
+    def _quick_step(self, X, y):
+        """sgd_step's math on X: (B, D), y: (B,) without Lightning's per-step hooks; counted as an optimizer step."""
+        m, opt, sched = self.module, self.module.optimizers(), self.module.lr_schedulers()
+        loss = m.batch_loss(X, y)
+        loss.backward()  # what manual_backward does in 32/64-bit precision on one device
+        opt.optimizer.step()  # W -= lr * dW
+        opt.optimizer.zero_grad(set_to_none=False)
+        opt._on_before_step()  # Lightning's step count, as LightningOptimizer.step does it
+        opt._on_after_step()
+        sched.step()
 
     def _momentum_buffers(self, opt):
         """The optimizer's momentum buffers (created as zeros: v = 0 momentum + dW = dW, SGD's first step)."""
