@@ -88,7 +88,10 @@ class GraphedSGDSteps:
 
     def _capture(self, count):
         """Warm up on a side stream (state restored afterwards), then capture ``count`` steps."""
-        state = [t.clone() for t in (*self.params, *self.buffers, self.pos)]
+        # no_grad: a clone with a grad_fn keeps the params' AccumulateGrad nodes alive, made on the default stream;
+        # the captured backward then syncs with that stream and the capture fails (seen on an H200, torch 2.11)
+        with torch.no_grad():
+            state = [t.clone() for t in (*self.params, *self.buffers, self.pos)]
         losses = torch.empty(count, dtype=self.params[0].dtype, device=self.X.device)  # (count,)
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
