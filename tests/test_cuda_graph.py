@@ -61,7 +61,7 @@ class RecordingModule(TwoLayerNetModule):
     def batch_loss(self, X, y):
         loss = super().batch_loss(X, y)
         if self.block_runner is None or not self.block_runner.use_graph:
-            self.history.append(float(loss))
+            self.history.append(float(loss.detach()))
         return loss
 
 
