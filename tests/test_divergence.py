@@ -117,6 +117,16 @@ def test_update_that_overflows_a_parameter_stops_before_the_next_checkpoint(tmp_
     assert_all_finite(saved_checkpoints(tmp_path), before_step=3)
 
 
+@pytest.mark.parametrize("reg", [0.25, 0.0])  # the overflow reaches the next loss through reg W*W, or the scores
+def test_update_that_overflows_mid_epoch_stops_at_the_next_step_naming_the_overflowing_step(tmp_path, reg):
+    model = ContractModule(overflow_at_step=4, reg=reg)  # no checkpoint between step 4 and step 5's check
+    trainer, msg = fit(tmp_path, model)
+    assert msg.startswith("training diverged at step 4 (epoch 1): loss "), msg
+    assert "its update made net.W1 non-finite" in msg and "\n" not in msg, msg
+    assert trainer.global_step == 5  # step 5's update never ran
+    assert_all_finite(saved_checkpoints(tmp_path), before_step=5)
+
+
 def test_save_on_exception_cannot_save_the_diverged_state(tmp_path):
     trainer, msg = fit(tmp_path, ContractModule(learning_rate=1e3), save_on_exception=True)
     assert msg.startswith("training diverged at step "), msg

@@ -18,20 +18,27 @@ Contract with the LightningModule (manual optimization)::
 ``on_before_optimizer_step`` runs inside ``opt.step()`` after the (no-op) closure and before
 ``torch.optim.SGD.step``, so raising there leaves the parameters as they were: the NaN update never happens.
 
-On CPU the check runs every step (a read of a few bools, no device to wait for): loss, gradients and parameters
-before the update, and the parameters again after it (``on_train_batch_end``, which Lightning runs before
-ModelCheckpoint's), since a finite step can still overflow W - lr dW. On an accelerator reading a
-flag means a host sync, so the per-step work stays on the device (the first bad step, its loss) and the host reads
-it every ``sync_every_n_steps`` steps and before every checkpoint save; the run then stops at that check and the
-message names the first bad step. A checkpoint is never written of a diverged state: ``on_save_checkpoint``
-raises before the file is opened (this also stops ``ModelCheckpoint(save_on_exception=True)``), so the last
-good checkpoint on disk stays the newest. Under 16-mixed the GradScaler skips steps with Inf gradients by design,
-so only the loss is checked there. With several processes (DDP) the decision is all-reduced, so all ranks stop.
+On CPU the per-step check reads only the loss (one float of a 0-d tensor): a non-finite gradient, or a finite
+step whose update overflows W - lr dW, leaves a non-finite parameter, and every parameter feeds every score (IEEE
+0 * Inf = NaN), so the next step's loss is NaN/Inf and the run stops before that step's update. Only then are the
+gradients and parameters scanned, to name the first bad step: the step itself ("no update was applied") when the
+parameters are still finite, else the step before ("its update made net.W1 non-finite"). The parameters are also
+scanned before every validation, at the end of training and before every checkpoint save, so no diverged state is
+validated or saved. Without ``last_loss`` the gradients and parameters are checked every step.
+
+On an accelerator reading a flag means a host sync, so the per-step work stays on the device (the first bad step,
+its loss) and the host reads it every ``sync_every_n_steps`` steps and before every checkpoint save; the run then
+stops at that check and the message names the first bad step. A checkpoint is never written of a diverged state:
+``on_save_checkpoint`` raises before the file is opened (this also stops
+``ModelCheckpoint(save_on_exception=True)``), so the last good checkpoint on disk stays the newest. Under 16-mixed
+the GradScaler skips steps with Inf gradients by design, so only the loss is checked there. With several processes
+(DDP) the decision is all-reduced, so all ranks stop.
 """
 import math
 
 import lightning as L
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 
 from torch_impl.validation import check_positive_int
 
@@ -56,24 +63,25 @@ class DivergenceGuard(L.Callback):
         self._pending = None  # accelerator: (first bad step, its loss) as device tensors, step -1 = none yet
         self._lrs = {}  # accelerator: step -> learning rate since the last read
         self._step_lr = None  # (step, learning rate) of the latest optimizer step
+        self._previous_loss = None  # CPU: the loss of the latest step that completed
 
     def on_train_start(self, trainer, pl_module):
         self.diverged, self._pending, self._lrs, self._step_lr = None, None, {}, None
+        self._previous_loss = None
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         loss = getattr(pl_module, "last_loss", None)
+        step, lr = trainer.global_step, optimizer.param_groups[0]["lr"]
+        previous, self._step_lr = self._step_lr, (step, lr)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
         grads = []
         if self.check_grads and getattr(trainer.precision_plugin, "scaler", None) is None:
-            grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        params = [p for group in optimizer.param_groups for p in group["params"]]
+            grads = [p.grad for p in params if p.grad is not None]
+        if params and params[0].device.type == "cpu":
+            self._check_cpu_step(trainer, pl_module, step, lr, loss, grads, params, previous)
+            return
         values = ([torch.as_tensor(loss)] if loss is not None else []) + grads + params
         ok = torch.stack([torch.isfinite(v).all() for v in values]).all()  # 0-d bool on the device
-        step, lr = trainer.global_step, optimizer.param_groups[0]["lr"]
-        self._step_lr = (step, lr)
-        if ok.device.type == "cpu":
-            if self._decide(trainer, not bool(ok)):
-                self._raise(trainer, pl_module, step, loss, grads, lr, "no update was applied")
-            return
         # accelerator: remember the first bad step on the device, read it only now and then
         loss_value = torch.as_tensor(loss if loss is not None else math.nan, device=ok.device).float()
         if self._pending is None:
@@ -85,16 +93,45 @@ class DivergenceGuard(L.Callback):
         if (step + 1) % self.sync_every_n_steps == 0:
             self.check_pending(trainer, pl_module)
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        """CPU: a finite step can still overflow the parameters (W - lr dW); catch it before any checkpoint."""
-        params = list(pl_module.parameters())
-        if not params or params[0].device.type != "cpu" or self._step_lr is None:
+    def _check_cpu_step(self, trainer, pl_module, step, lr, loss, grads, params, previous):
+        """CPU, before step ``step``'s update: the loss alone (see the module docstring), or without a recorded loss
+        the gradients and parameters; on a bad verdict name the first bad step and raise."""
+        if loss is not None:
+            bad = not math.isfinite(float(loss))  # a 0-d tensor: no device to wait for
+        else:
+            bad = not bool(torch.stack([torch.isfinite(v).all() for v in grads + params]).all())
+        if not self._decide(trainer, bad):
             return
-        bad = [name for name, p in pl_module.named_parameters() if not bool(torch.isfinite(p).all())]
-        if self._decide(trainer, bool(bad)):
-            step, lr = self._step_lr
+        bad_params = self._nonfinite_parameters(pl_module)
+        if bad_params and previous is not None and previous[0] == step - 1:  # the previous update did it
+            self._raise(trainer, pl_module, previous[0], self._previous_loss, [], previous[1],
+                        f"its update made {', '.join(bad_params)} non-finite")
+        if bad_params:  # an update before this step (inside a step block, or unchecked) did it
+            self._raise(trainer, pl_module, step, loss, [], lr,
+                        f"{', '.join(bad_params)} already non-finite before it; no update was applied")
+        self._raise(trainer, pl_module, step, loss, grads, lr, "no update was applied")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        """Keeps the latest checked step's loss (the message's "loss" when the next step finds its update bad)."""
+        self._previous_loss = getattr(pl_module, "last_loss", None)
+
+    def _nonfinite_parameters(self, pl_module):
+        """Names of the parameters holding a NaN/Inf (one isfinite pass over each; the host reads the flags)."""
+        return [name for name, p in pl_module.named_parameters() if not bool(torch.isfinite(p).all())]
+
+    def check_parameters(self, trainer, pl_module, when="", collective=True):
+        """CPU: scan the parameters now (before validation, a save, the end); raise naming the latest step's update
+        if one is non-finite (on an accelerator: read the device-side record, check_pending). collective: decide
+        with every rank (all of them must call it), else on this rank's parameters alone."""
+        params = list(pl_module.parameters())
+        if not params or params[0].device.type != "cpu":
+            self.check_pending(trainer, pl_module)
+            return
+        bad = self._nonfinite_parameters(pl_module)
+        if self._decide(trainer, bool(bad)) if collective else bad:
+            step, lr = self._step_lr or (trainer.global_step, math.nan)
             self._raise(trainer, pl_module, step, getattr(pl_module, "last_loss", None), [], lr,
-                        f"its update made {', '.join(bad) or 'a parameter on another rank'} non-finite")
+                        f"its update made {', '.join(bad) or 'a parameter on another rank'} non-finite{when}")
 
     def check_pending(self, trainer, pl_module):
         """Accelerator: read the device-side record (one host sync); raise if a step diverged since the last read."""
@@ -135,18 +172,17 @@ class DivergenceGuard(L.Callback):
         self.check_pending(trainer, pl_module)
 
     def on_validation_start(self, trainer, pl_module):
-        self.check_pending(trainer, pl_module)
+        if trainer.state.fn == TrainerFn.FITTING:  # not in a plain `validate` of a loaded checkpoint
+            self.check_parameters(trainer, pl_module)
 
     def on_train_end(self, trainer, pl_module):
-        self.check_pending(trainer, pl_module)
+        self.check_parameters(trainer, pl_module)
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint):
         """Runs while the checkpoint dict is built, before any file is opened: refuse a diverged state."""
         if self.diverged is not None:
             raise self.diverged
         self.check_pending(trainer, pl_module)
-        bad = [name for name, p in pl_module.named_parameters() if not bool(torch.isfinite(p).all())]
-        if bad:  # one sync per save; reached only if a step was not checked (e.g. the guard was added late)
-            step, lr = self._step_lr or (trainer.global_step, math.nan)
-            self._raise(trainer, pl_module, step, getattr(pl_module, "last_loss", None), [], lr,
-                        f"{', '.join(bad)} non-finite when a checkpoint was about to be written")
+        # one isfinite pass per parameter per save; on an accelerator reached only if a step was not checked
+        self.check_parameters(trainer, pl_module, "; caught when a checkpoint was about to be written",
+                              collective=False)  # a save may run on one rank only
