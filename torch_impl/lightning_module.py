@@ -21,7 +21,9 @@ included (so the second step already runs at lr * decay, and non-integer N / B d
 steps and hooks per SGD step); ``cuda_graph=True`` replays those K steps from one captured CUDA graph
 (torch_impl/cuda_graph_step.py; on a CPU the steps run eagerly). trainer.global_step and max_steps count SGD steps
 either way; with K > 1, logging (train/loss, lr: the block's last step), val_check_interval and log_every_n_steps
-count training_steps.
+count training_steps. train/loss and lr are logged only on the training_steps whose step metrics Lightning writes
+(every log_every_n_steps-th, see ``_logs_this_step``) and on each epoch's last batch; the loss history plot
+(train/callbacks.py) takes every step's loss from training_step's return value instead.
 """
 import math
 import random
@@ -185,9 +187,11 @@ class TwoLayerNetModule(L.LightningModule):
             X, y = batch  # (B, D), (B,)
             lr = self.optimizers().param_groups[0]["lr"]  # the lr this step uses
             loss = self.sgd_step(X, y)
-        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
-        self.log("lr", lr, on_step=True, on_epoch=False)
-        if batch_idx == self.trainer.num_training_batches - 1:
+        last_batch = batch_idx == self.trainer.num_training_batches - 1
+        if last_batch or self._logs_this_step():  # self.log costs ~0.1 ms; most steps' values are never written
+            self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+            self.log("lr", lr, on_step=True, on_epoch=False)
+        if last_batch:
             # cs231n's train accuracy: the epoch's last batch, after its update
             if isinstance(batch, dict):
                 X, y = block_batch(batch, batch["first"] + batch["count"] - 1)  # (B, D), (B,)
@@ -196,6 +200,18 @@ class TwoLayerNetModule(L.LightningModule):
             self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=y.shape[0])
         return loss
     # [/bridge:lightning-training-step]
+
+    def _logs_this_step(self):
+        """Whether Lightning writes step metrics to the logger after this training_step: every log_every_n_steps-th
+        training_step, when stopping, under fast_dev_run (its _LoggerConnector.should_update_logs, which the
+        LearningRateMonitor asks too). True when that cannot be asked. The epoch's last batch logs as well, so
+        callback_metrics (EarlyStopping, the progress bar) hold the epoch's last loss."""
+        trainer = self.trainer
+        connector = getattr(trainer, "_logger_connector", None)
+        try:
+            return bool(trainer.fast_dev_run or connector.should_update_logs)
+        except (AttributeError, NotImplementedError):  # another Lightning version or loop: log every step
+            return True
 
     def _evaluate(self, batch, metric, stage):
         X, y = batch  # (n, D), (n,)
