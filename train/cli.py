@@ -34,7 +34,7 @@ import warnings
 from pathlib import Path
 
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
@@ -53,6 +53,10 @@ except ModuleNotFoundError as err:
         raise
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "digits.yaml"
+# The default progress bar redraws every this many batches (and at each epoch's end) instead of Lightning's every
+# batch: a redraw costs ~0.2 ms, a sixth of a CIFAR-sized step on 2 cores. A bar given in --trainer.callbacks is
+# kept as it is (e.g. ``--trainer.callbacks+=TQDMProgressBar --trainer.callbacks.refresh_rate 1``).
+PROGRESS_BAR_REFRESH_RATE = 10
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 # Known-harmless warnings on every run, silenced one by one (the data are device tensors, not DataLoaders).
@@ -110,7 +114,8 @@ class TwoLayerCLI(LightningCLI):
             torch.set_num_threads(config["torch_num_threads"])
 
     def instantiate_trainer(self, **kwargs):
-        """The Trainer, saving through AtomicCheckpointIO unless the config chose another CheckpointIO."""
+        """The Trainer, saving through AtomicCheckpointIO unless the config chose another CheckpointIO, with the
+        default progress bar redrawn every PROGRESS_BAR_REFRESH_RATE batches."""
         trainer = super().instantiate_trainer(**kwargs)
         asked = str(self.config_init[self.subcommand]["trainer"].get("precision") if self.subcommand else None)
         if asked in ("16-mixed", "16") and str(trainer.precision) != "16-mixed":
@@ -120,6 +125,11 @@ class TwoLayerCLI(LightningCLI):
                              "bf16-mixed, 32-true or 64-true (--trainer.precision), or 16-mixed on a CUDA GPU")
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        bar = trainer.progress_bar_callback
+        configured = self.config_init[self.subcommand]["trainer"].get("callbacks") if self.subcommand else None
+        if type(bar) is TQDMProgressBar and bar.refresh_rate == 1 and not any(c is bar for c in configured or []):
+            # Lightning's own default bar (refresh_rate 1): the same bar, redrawn less often
+            trainer.callbacks[trainer.callbacks.index(bar)] = TQDMProgressBar(refresh_rate=PROGRESS_BAR_REFRESH_RATE)
         return trainer
 
     def _resolve_ckpt_path(self):
