@@ -116,6 +116,8 @@ class TwoLayerCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs):
         """The Trainer, saving through AtomicCheckpointIO unless the config chose another CheckpointIO, with the
         default progress bar redrawn every PROGRESS_BAR_REFRESH_RATE batches."""
+        trainer_config = self.config_init[self.subcommand]["trainer"] if self.subcommand else {}
+        configured = list(trainer_config.get("callbacks") or [])  # before the Trainer appends to that very list
         trainer = super().instantiate_trainer(**kwargs)
         asked = str(self.config_init[self.subcommand]["trainer"].get("precision") if self.subcommand else None)
         if asked in ("16-mixed", "16") and str(trainer.precision) != "16-mixed":
@@ -126,8 +128,7 @@ class TwoLayerCLI(LightningCLI):
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         bar = trainer.progress_bar_callback
-        configured = self.config_init[self.subcommand]["trainer"].get("callbacks") if self.subcommand else None
-        if type(bar) is TQDMProgressBar and bar.refresh_rate == 1 and not any(c is bar for c in configured or []):
+        if type(bar) is TQDMProgressBar and bar.refresh_rate == 1 and not any(c is bar for c in configured):
             # Lightning's own default bar (refresh_rate 1): the same bar, redrawn less often
             trainer.callbacks[trainer.callbacks.index(bar)] = TQDMProgressBar(refresh_rate=PROGRESS_BAR_REFRESH_RATE)
         return trainer
