@@ -116,7 +116,7 @@ class TwoLayerCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs):
         """The Trainer, saving through AtomicCheckpointIO unless the config chose another CheckpointIO, with the
         default progress bar redrawn every PROGRESS_BAR_REFRESH_RATE batches."""
-        trainer_config = self.config_init[self.subcommand]["trainer"] if self.subcommand else {}
+        trainer_config = (self.config_init[self.subcommand] if self.subcommand else self.config_init)["trainer"]
         configured = list(trainer_config.get("callbacks") or [])  # before the Trainer appends to that very list
         trainer = super().instantiate_trainer(**kwargs)
         asked = str(self.config_init[self.subcommand]["trainer"].get("precision") if self.subcommand else None)

@@ -1,0 +1,38 @@
+"""train/cli.py's progress-bar default: Lightning's own TQDM bar is redrawn every PROGRESS_BAR_REFRESH_RATE
+batches (a redraw per batch costs a sixth of a CIFAR-sized CPU step); a bar given in --trainer.callbacks is kept
+as given, and ``--trainer.enable_progress_bar false`` still means no bar.
+
+Run: ``.venv/bin/python -m pytest tests/test_cli_progress_bar.py -q`` (the CLI is built with run=False: no fit).
+"""
+import pytest
+from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
+
+from torch_impl.lightning_module import TwoLayerNetModule
+from train.cli import DEFAULT_CONFIG, PROGRESS_BAR_REFRESH_RATE, TwoLayerCLI
+from train.data import ArrayDataModule
+
+pytestmark = pytest.mark.lightning
+
+
+def progress_bars(tmp_path, monkeypatch, *args):
+    monkeypatch.chdir(tmp_path)
+    cli = TwoLayerCLI(TwoLayerNetModule, ArrayDataModule, subclass_mode_data=True, run=False,
+                      args=["--config", str(DEFAULT_CONFIG), *args], auto_configure_optimizers=False)
+    return [c for c in cli.trainer.callbacks if isinstance(c, ProgressBar)]
+
+
+def test_default_bar_redraws_every_n_batches(tmp_path, monkeypatch):
+    bars = progress_bars(tmp_path, monkeypatch)
+    assert PROGRESS_BAR_REFRESH_RATE > 1
+    assert [(type(b), b.refresh_rate) for b in bars] == [(TQDMProgressBar, PROGRESS_BAR_REFRESH_RATE)]
+
+
+@pytest.mark.parametrize("rate", [1, 3])
+def test_a_configured_bar_is_kept(tmp_path, monkeypatch, rate):
+    bars = progress_bars(tmp_path, monkeypatch, "--trainer.callbacks+=TQDMProgressBar",
+                         "--trainer.callbacks.refresh_rate", str(rate))
+    assert [(type(b), b.refresh_rate) for b in bars] == [(TQDMProgressBar, rate)]
+
+
+def test_disabled_bar_stays_disabled(tmp_path, monkeypatch):
+    assert progress_bars(tmp_path, monkeypatch, "--trainer.enable_progress_bar", "false") == []
