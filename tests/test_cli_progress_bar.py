@@ -11,7 +11,8 @@ from torch_impl.lightning_module import TwoLayerNetModule
 from train.cli import DEFAULT_CONFIG, PROGRESS_BAR_REFRESH_RATE, TwoLayerCLI
 from train.data import ArrayDataModule
 
-pytestmark = pytest.mark.lightning
+pytestmark = [pytest.mark.lightning,  # run=False CLIs built inside pytest, whose own argv LightningCLI notices:
+              pytest.mark.filterwarnings("ignore:LightningCLI.s args parameter is intended")]
 
 
 def progress_bars(tmp_path, monkeypatch, *args):
