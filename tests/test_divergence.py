@@ -184,3 +184,28 @@ def test_cuda_per_step_check_does_not_sync():
     guard.on_before_optimizer_step(trainer, module, opt)
     with pytest.raises(TrainingDiverged, match="^training diverged at step 3 .*loss inf"):
         guard.check_pending(trainer, module)
+
+
+@pytest.mark.parametrize("start, block, want", [
+    (0, 1, [9, 19, 29, 39]),  # one step per hook: exactly the multiples of 10, as before
+    (0, 3, [11, 20, 29]),  # K = 3 (eager blocks: the hook sees steps 2, 5, 8, ...): 10 and 20 are never seen
+    (0, 16, [15, 31]),  # blocks longer than the sync interval: one read per crossing block
+    (7, 3, [9, 21, 30, 39]),  # resumed at step 7 (hooks at 9, 12, ...): the count starts at the resumed step
+])
+def test_deferred_check_fires_whenever_the_step_count_crosses_a_multiple(monkeypatch, start, block, want):
+    """The accelerator path of on_before_optimizer_step (parameters on the meta device: no CPU branch, no data),
+    with the host read stubbed: it happens at the first hook whose step count passes a multiple of 10."""
+    from types import SimpleNamespace
+
+    net = TwoLayerNet(D, H, C, device="meta")
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    module = SimpleNamespace(last_loss=torch.tensor(1.0, device="meta"), hparams={})
+    trainer = SimpleNamespace(precision_plugin=None, global_step=start, world_size=1, current_epoch=0)
+    guard = DivergenceGuard(sync_every_n_steps=10)
+    reads = []
+    monkeypatch.setattr(guard, "check_pending", lambda trainer, module: reads.append(trainer.global_step))
+    guard.on_train_start(trainer, module)
+    for step in range(start + block - 1, 40, block):
+        trainer.global_step = step
+        guard.on_before_optimizer_step(trainer, module, opt)
+    assert reads == want

@@ -184,3 +184,53 @@ def test_last_ckpt_is_the_final_state_even_when_val_acc_did_not_improve(tmp_path
     assert last["global_step"] == 28 and last["epoch"] == 3
     best = [torch.load(p, weights_only=False)["global_step"] for p in folder.glob("best-*.ckpt")]
     assert best and max(best) < 28, "the scenario needs a best checkpoint before the last step"
+
+
+# Step blocks (--model.steps_per_call 3): blocks of 3, 3, 1 batches per epoch, so trainer.global_step after each
+# block is 3, 6, 7 | 10, 13, 14 | 17, 20, 21; last.ckpt at 6, 10, 20 (every 2 steps) and at every epoch end
+K3 = ["--model.steps_per_call", "3"]
+
+
+@pytest.fixture(scope="module")
+def straight_blocks(tmp_path_factory):
+    """The uninterrupted run with 3 SGD steps per training_step: its final last.ckpt as a dict."""
+    cwd = tmp_path_factory.mktemp("straight_blocks")
+    finish(start(cwd, *K3))
+    return load(last_ckpt(cwd))
+
+
+def sampler_state(ckpt):
+    return ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]
+
+
+def test_step_blocks_killed_mid_epoch_resume_bit_identical(straight_blocks, straight, tmp_path):
+    """Kills at the start of the blocks at steps 13 (last.ckpt of step 10: epoch 1, batch 3) and 20 (its own
+    last.ckpt: epoch 2, batch 6); the resumed block run equals the straight block run and the one-step run."""
+    kill_at(tmp_path, 13, *K3)
+    ckpt = load(last_ckpt(tmp_path))
+    assert ckpt["global_step"] == 10 and sampler_state(ckpt) == {"epoch": 1, "next_batch": 3, "seed": 0}
+    kill_at(tmp_path, 20, *K3, "--ckpt_path", "last")
+    ckpt = load(last_ckpt(tmp_path))
+    assert ckpt["global_step"] == 20 and sampler_state(ckpt) == {"epoch": 2, "next_batch": 6, "seed": 0}
+    finish(start(tmp_path, *K3, "--ckpt_path", "last"))
+    assert_bit_identical(load(last_ckpt(tmp_path)), straight_blocks)
+    assert_bit_identical(load(last_ckpt(tmp_path)), straight[0])  # K steps per call: the same SGD steps
+
+
+def test_step_blocks_cut_at_max_steps_resume_after_the_last_step_taken(straight_blocks, tmp_path):
+    """max_steps 11 cuts the block of epoch 1's batches 3-5 after one step, max_steps 19 the block of epoch 2's
+    batches 3-5 after two; the sampler state counts the steps taken (batch 4, then 5), not the blocks handed out
+    (batch 6 both times, which skipped 2 and 1 batches), and the final run equals the uninterrupted one.
+
+    last.ckpt every step, so it is written at the cut step's batch end: one written only when fit stops there
+    (Lightning's on_train_epoch_end after max_steps) marks the epoch as processed, and Lightning (K = 1 as well)
+    then resumes one epoch short."""
+    every_step = [*K3, "--step_checkpoint.every_n_train_steps", "1"]
+    finish(start(tmp_path, *every_step, "--trainer.max_steps", "11"))
+    ckpt = load(last_ckpt(tmp_path))
+    assert ckpt["global_step"] == 11 and sampler_state(ckpt) == {"epoch": 1, "next_batch": 4, "seed": 0}
+    finish(start(tmp_path, *every_step, "--trainer.max_steps", "19", "--ckpt_path", "last"))
+    ckpt = load(last_ckpt(tmp_path))
+    assert ckpt["global_step"] == 19 and sampler_state(ckpt) == {"epoch": 2, "next_batch": 5, "seed": 0}
+    finish(start(tmp_path, *every_step, "--ckpt_path", "last"))
+    assert_bit_identical(load(last_ckpt(tmp_path)), straight_blocks)

@@ -19,7 +19,8 @@ needs no host input per replay:
     W  -= lrs[pos] v                           # the learning rate read from a device table: no recapture on decay
     losses[j] = loss; pos += 1
 
-One graph is captured per distinct ``count`` (a full block of K and at most one shorter, the epoch's remainder).
+One graph is captured per distinct ``count`` (a full block of K and at most one shorter, the epoch's remainder; a
+run resumed inside a block adds one more, see train/data.py).
 """
 import logging
 
@@ -139,7 +140,8 @@ class StepBlockRunner:
     count: the same math). A replay calls the optimizer once (Lightning's hooks, e.g. the divergence guard, see the
     block's last loss; no ``.grad`` is set, so SGD changes nothing) and counts the other count - 1 steps through
     the LightningOptimizer's step-progress hooks. The LambdaLR advances by ``count``; a replay reads each step's lr
-    from a per-epoch device table filled from the same lambda. A block is cut short at trainer.max_steps.
+    from a per-epoch device table filled from the same lambda. A block is cut short at trainer.max_steps, and the
+    cut is reported to the block's sampler (``block["ran"]``), so a resumed run continues after the last step taken.
     """
 
     def __init__(self, module):
@@ -164,6 +166,8 @@ class StepBlockRunner:
         first, count = block["first"], block["count"]
         if m.trainer.max_steps is not None and m.trainer.max_steps >= 0:
             count = min(count, m.trainer.max_steps - m.trainer.global_step)
+            if count < block["count"] and "ran" in block:
+                block["ran"](first, count)  # the data's saved state counts the steps run, not the block's
         if self.use_graph:
             loss = self._replay(block, first, count)
         else:

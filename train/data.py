@@ -15,7 +15,8 @@ Epoch and resume protocol (how Lightning drives WithReplacementBatches):
 - Lightning calls ``dataloader.sampler.set_epoch(epoch)`` at every epoch start (the DistributedSampler protocol);
   ``WithReplacementBatches.sampler`` is the object itself, so the epoch key follows the trainer.
 - It is a Lightning "stateful" iterable (``state_dict``/``load_state_dict``): a checkpoint stores
-  {epoch, next_batch}, and a run restored mid-epoch starts that epoch at ``next_batch``.
+  {epoch, next_batch}, and a run restored mid-epoch starts that epoch at ``next_batch``. In step-block mode
+  next_batch counts the SGD steps taken (a block cut at max_steps reports its steps through ``block["ran"]``).
 """
 import math
 from dataclasses import dataclass
@@ -63,7 +64,9 @@ class WithReplacementBatches:
     ``block_size`` K >= 1 (asked for by a model's ``train_block_size``, e.g. TwoLayerNetModule with steps_per_call
     or cuda_graph) yields step blocks instead, ceil(ceil(N / B) / K) per epoch: dicts {"X": (N, D), "y": (N,), the
     whole device-resident split, "indices": (ceil(N / B), B) this epoch's batch indices on the device (one table per
-    epoch, the same object for each of its blocks), "first": the block's first batch, "count": its batches (<= K)}.
+    epoch, the same object for each of its blocks), "first": the block's first batch, "count": its batches (<= K,
+    or < 2K for the first block of an epoch resumed inside a block), "ran": ``ran(first, count)``, to be called by a
+    consumer that runs fewer than "count" batches (state_dict then saves the batches stepped)}.
     """
 
     def __init__(self, X, y, batch_size, seed, epoch=0, start_batch=0, rank=0, world_size=1, block_size=0):
@@ -106,14 +109,24 @@ class WithReplacementBatches:
                              for b in range(self.num_batches)])  # (num_batches, B)
         return table[:, self.rank * per_rank:(self.rank + 1) * per_rank].to(self.X.device)
 
+    def ran(self, first, count):
+        """A consumer ran only ``count`` batches of the block starting at ``first`` (a cut at trainer.max_steps):
+        the saved state then counts the batches stepped, and a resumed epoch continues right after them."""
+        self.next_batch = first + count
+
     def _blocks(self):
         epoch, start = self.epoch, self.start_batch  # read at the first next(), as in _batches
         self.start_batch = 0
         table = self.epoch_indices(epoch)  # (num_batches, B): one host-to-device copy per epoch
-        for first in range(start, self.num_batches, self.block_size):
-            count = min(self.block_size, self.num_batches - first)
-            self.next_batch = first + count
-            yield {"X": self.X, "y": self.y, "indices": table, "first": first, "count": count}
+        K, first = self.block_size, start
+        while first < self.num_batches:
+            # blocks end on multiples of K; a resume inside a block (cut at max_steps) runs the rest of that block
+            # with the next one, so the epoch keeps the block count Lightning has counted (the cut block included)
+            end = min((first // K + 1 + (first % K > 0)) * K, self.num_batches)
+            self.next_batch = end
+            yield {"X": self.X, "y": self.y, "indices": table, "first": first, "count": end - first,
+                   "ran": self.ran}
+            first = end
         self.next_batch = self.num_batches
 
     def _batches(self):

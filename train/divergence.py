@@ -27,7 +27,8 @@ scanned before every validation, at the end of training and before every checkpo
 validated or saved. Without ``last_loss`` the gradients and parameters are checked every step.
 
 On an accelerator reading a flag means a host sync, so the per-step work stays on the device (the first bad step,
-its loss) and the host reads it every ``sync_every_n_steps`` steps and before every checkpoint save; the run then
+its loss) and the host reads it every ``sync_every_n_steps`` steps (whenever the step count crosses a multiple of
+it, so also with K-step blocks that skip the multiple itself) and before every checkpoint save; the run then
 stops at that check and the message names the first bad step. A checkpoint is never written of a diverged state:
 ``on_save_checkpoint`` raises before the file is opened (this also stops
 ``ModelCheckpoint(save_on_exception=True)``), so the last good checkpoint on disk stays the newest. Under 16-mixed
@@ -64,10 +65,11 @@ class DivergenceGuard(L.Callback):
         self._lrs = {}  # accelerator: step -> learning rate since the last read
         self._step_lr = None  # (step, learning rate) of the latest optimizer step
         self._previous_loss = None  # CPU: the loss of the latest step that completed
+        self._synced_steps = None  # accelerator: the step count (step + 1) at the last periodic read
 
     def on_train_start(self, trainer, pl_module):
         self.diverged, self._pending, self._lrs, self._step_lr = None, None, {}, None
-        self._previous_loss = None
+        self._previous_loss, self._synced_steps = None, trainer.global_step
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         loss = getattr(pl_module, "last_loss", None)
@@ -90,8 +92,17 @@ class DivergenceGuard(L.Callback):
         is_first = ~ok & (first_step < 0)
         self._pending = (torch.where(is_first, step, first_step), torch.where(is_first, loss_value, first_loss))
         self._lrs[step] = lr
-        if (step + 1) % self.sync_every_n_steps == 0:
+        if self._sync_due(step):
             self.check_pending(trainer, pl_module)
+
+    def _sync_due(self, step):
+        """Whether the step count, step + 1 after step ``step``, crossed a multiple of sync_every_n_steps since the
+        last read: with K-step blocks the hook sees one step per block, so the multiple itself may never come."""
+        n, previous = self.sync_every_n_steps, step if self._synced_steps is None else self._synced_steps
+        if (step + 1) // n > previous // n:
+            self._synced_steps = step + 1
+            return True
+        return False
 
     def _check_cpu_step(self, trainer, pl_module, step, lr, loss, grads, params, previous):
         """CPU, before step ``step``'s update: the loss alone (see the module docstring), or without a recorded loss
