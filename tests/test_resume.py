@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -23,6 +24,7 @@ import torch
 
 from torch_impl.lightning_module import TwoLayerNetModule
 from train.cli import run_cli
+from train.data import WithReplacementBatches
 
 pytestmark = [pytest.mark.lightning, pytest.mark.slow]
 
@@ -234,3 +236,30 @@ def test_step_blocks_cut_at_max_steps_resume_after_the_last_step_taken(straight_
     assert ckpt["global_step"] == 19 and sampler_state(ckpt) == {"epoch": 2, "next_batch": 5, "seed": 0}
     finish(start(tmp_path, *every_step, "--ckpt_path", "last"))
     assert_bit_identical(load(last_ckpt(tmp_path)), straight_blocks)
+
+
+def blocks_from(start, num_batches=7, K=3):
+    """(first, count) of each block WithReplacementBatches yields when an epoch resumes at batch ``start``."""
+    sampler = WithReplacementBatches(torch.zeros(num_batches, 1), torch.zeros(num_batches, dtype=torch.int64), 1,
+                                     seed=0, block_size=K)
+    sampler.load_state_dict({"epoch": 0, "next_batch": start, "seed": 0})
+    return [(b["first"], b["count"]) for b in sampler]
+
+
+def test_a_resume_inside_a_block_runs_its_rest_with_the_next_block():
+    """Lightning counts ceil(ceil(N / B) / K) blocks per epoch, the cut block among the done ones: the rest of a cut
+    block joins the next block, so the resumed epoch hands out exactly the blocks Lightning still expects."""
+    assert blocks_from(0) == [(0, 3), (3, 3), (6, 1)]
+    assert blocks_from(3) == [(3, 3), (6, 1)]  # a whole block done: the usual layout
+    assert blocks_from(1) == [(1, 5), (6, 1)]  # batches 1, 2 of the cut block with the block of 3, 4, 5
+    assert blocks_from(4) == [(4, 3)]
+    assert blocks_from(5, num_batches=9) == [(5, 4)]
+
+
+def test_a_resume_inside_an_epochs_last_block_warns_that_the_rest_is_skipped():
+    with pytest.warns(UserWarning, match=r"resuming epoch 0 at batch 4, inside its last step block .* batches 4\.\.5"):
+        blocks_from(4, num_batches=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        blocks_from(4, num_batches=7)  # batch 6 is a block of its own: nothing is skipped
+        blocks_from(3, num_batches=6)

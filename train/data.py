@@ -19,6 +19,7 @@ Epoch and resume protocol (how Lightning drives WithReplacementBatches):
   next_batch counts the SGD steps taken (a block cut at max_steps reports its steps through ``block["ran"]``).
 """
 import math
+import warnings
 from dataclasses import dataclass
 
 import lightning as L
@@ -95,6 +96,11 @@ class WithReplacementBatches:
     def load_state_dict(self, state):
         """Continue from a state_dict: the next iteration of ``state['epoch']`` starts at ``next_batch``."""
         self.epoch, self.start_batch = state["epoch"], state["next_batch"]
+        K, n = self.block_size, self.start_batch
+        if K and n < self.num_batches and math.ceil(n / K) == len(self):
+            warnings.warn(f"resuming epoch {self.epoch} at batch {n}, inside its last step block (a cut at max_steps): "
+                          f"Lightning counts that block as done, so batches {n}..{self.num_batches - 1} of the epoch "
+                          "are skipped; stop at a max_steps that ends a block to resume exactly", stacklevel=2)
 
     def __len__(self):
         return math.ceil(self.num_batches / self.block_size) if self.block_size else self.num_batches
