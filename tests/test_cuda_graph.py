@@ -10,37 +10,15 @@ import lightning as L
 import pytest
 import torch
 
+from tests.blobs import BlobsDataModule, one_thread  # noqa: F401 (fixture)
 from tests.helpers import CUDA, FLOAT32_TOL, FLOAT64_TOL, assert_close_report
 from torch_impl.cuda_graph_step import GraphedSGDSteps, StepBlockRunner
 from torch_impl.lightning_module import TwoLayerNetModule
-from train.data import ArrayDataModule, ArraySplits
 
-pytestmark = pytest.mark.lightning
+pytestmark = [pytest.mark.lightning, pytest.mark.usefixtures("one_thread")]
 # graph vs eager on the GPU: the same kernels but the update as addcmul_ by a device lr instead of foreach add_ with
 # alpha (one rounding may differ per step), over 15 steps of lr 0.2: float32 tolerance a little above one step's
 GRAPH_TOL = {"rtol": 1e-5, "atol": 1e-5}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny GEMMs: one thread is fastest, and immune to a busy machine
-    yield
-    torch.set_num_threads(threads)
-
-
-class BlobsDataModule(ArrayDataModule):
-    """n x 6 Gaussian features, 3 classes by a linear teacher: 90 / 20 = 5 batches per epoch (4.5 rounded up)."""
-
-    def __init__(self, n=90, batch_size=20, seed=0):
-        super().__init__(batch_size=batch_size, seed=seed)
-        self.n = n
-
-    def load(self):
-        g = torch.Generator().manual_seed(0)
-        X = torch.randn(self.n + 40, 6, generator=g)  # (n + 40, 6)
-        y = (X @ torch.randn(6, 3, generator=g)).argmax(dim=1)  # (n + 40,)
-        return ArraySplits(X[:self.n], y[:self.n], X[self.n:], y[self.n:])
 
 
 class LossHistory(L.Callback):

@@ -6,33 +6,11 @@ import lightning as L
 import pytest
 import torch
 
+from tests.blobs import BlobsDataModule, one_thread  # noqa: F401 (fixture)
 from tests.helpers import CUDA, assert_close_report
 from torch_impl.lightning_module import EpochDecay, TwoLayerNetModule
-from train.data import ArrayDataModule, ArraySplits
 
-pytestmark = pytest.mark.lightning
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny GEMMs: one thread is fastest, and immune to a busy machine
-    yield
-    torch.set_num_threads(threads)
-
-
-class BlobsDataModule(ArrayDataModule):
-    """n x 6 Gaussian features, 3 classes by a linear teacher; val = test = 40 more."""
-
-    def __init__(self, n=90, batch_size=20, seed=0):
-        super().__init__(batch_size=batch_size, seed=seed)
-        self.n = n
-
-    def load(self):
-        g = torch.Generator().manual_seed(0)
-        X = torch.randn(self.n + 40, 6, generator=g)  # (n + 40, 6)
-        y = (X @ torch.randn(6, 3, generator=g)).argmax(dim=1)  # (n + 40,)
-        return ArraySplits(X[:self.n], y[:self.n], X[self.n:], y[self.n:], X[self.n:], y[self.n:])
+pytestmark = [pytest.mark.lightning, pytest.mark.usefixtures("one_thread")]
 
 
 def quiet_trainer(**kw):
