@@ -14,15 +14,20 @@ classes, batches of B = 200 drawn with replacement. Rows (``--rows``):
                     outputs: the part of a step no implementation can avoid
     numpy_float64   reference_numpy's step as cs231n's train runs it: loss and grads, then the SGD update (CPU)
     numpy_float32   the same on float32 arrays
-    torch_manual    the step fit runs: gather, TwoLayerLoss.apply, backward, torch.optim.SGD step, zero_grad
+    torch_manual    the hand-written step fit runs for all but the last step of each step block: gather, then
+                    torch_impl/fused_step.py's fused_sgd_step (loss, the formulas, the update fused into the
+                    gradient GEMMs; on a CPU the NaN check of the loss included)
+    torch_function  the front door (fit's step with --model.steps_per_call 1, and a block's last step): gather,
+                    TwoLayerLoss.apply, backward through the engine, torch.optim.SGD (fused) step, zero_grad
     torch_autograd  the same with the plain-autograd twin (autograd_twin.two_layer_loss_autograd)
-    lightning_fit   ``python -m train fit`` with the Trainer's defaults on a data module holding the same data,
-                    timed between two training steps of one run (see bench_fit.py; one run per round)
-    lightning_fit_k16         the same with --model.steps_per_call 16 (16 SGD steps per Lightning step)
+    lightning_fit   ``python -m train fit`` with the CLI's defaults (16 SGD steps per Lightning step, progress
+                    bar, CSV logger, checkpoint and plot callbacks) on a data module holding the same data, timed
+                    between two training steps of one run (see bench_fit.py; one run per round)
+    lightning_fit_k1          the same with --model.steps_per_call 1 (every step through Lightning's hooks)
     cuda_graph      (CUDA) one SGD step replayed from a captured graph (torch_impl/cuda_graph_step.py), data and
                     indices on the GPU
-    lightning_fit_graph       (CUDA) fit with --model.cuda_graph true
-    lightning_fit_graph_k16   (CUDA) fit with --model.cuda_graph true --model.steps_per_call 16
+    lightning_fit_graph       (CUDA) fit with --model.cuda_graph true (16 steps per replay)
+    lightning_fit_graph_k1    (CUDA) fit with --model.cuda_graph true --model.steps_per_call 1
 
 Rows are timed in interleaved rounds (per round, one block of ``--steps`` steps of every row), so a change of load
 on a shared machine hits every row alike. A row's ms/step is the median over its ``--repeats`` blocks, and its ratio
@@ -47,17 +52,18 @@ import reference_numpy.neural_net as ref  # noqa: E402
 from torch_impl.autograd_twin import two_layer_loss_autograd  # noqa: E402
 from torch_impl.cuda_graph_step import GraphedSGDSteps  # noqa: E402
 from torch_impl.fast_step import make_sgd  # noqa: E402
+from torch_impl.fused_step import fused_sgd_step  # noqa: E402
 from torch_impl.neural_net import TwoLayerLoss, TwoLayerNet  # noqa: E402
 
 NUM_TRAIN, INPUT_SIZE, NUM_CLASSES, BATCH = 49_000, 3_072, 10, 200  # cs231n's CIFAR-10 training shape
 LR, REG, STD = 1e-4, 0.25, 1e-4  # cs231n's two-layer-net settings
 NUMPY_ROWS = ("numpy_float64", "numpy_float32")
-CUDA_ROWS = ("cuda_graph", "lightning_fit_graph", "lightning_fit_graph_k16")
-FIT_ARGS = {"lightning_fit": [], "lightning_fit_k16": ["--model.steps_per_call", "16"],
+CUDA_ROWS = ("cuda_graph", "lightning_fit_graph", "lightning_fit_graph_k1")
+FIT_ARGS = {"lightning_fit": [], "lightning_fit_k1": ["--model.steps_per_call", "1"],
             "lightning_fit_graph": ["--model.cuda_graph", "true"],
-            "lightning_fit_graph_k16": ["--model.cuda_graph", "true", "--model.steps_per_call", "16"]}
-ROWS = ("floor", *NUMPY_ROWS, "torch_manual", "torch_autograd", "cuda_graph", "lightning_fit", "lightning_fit_k16",
-        "lightning_fit_graph", "lightning_fit_graph_k16")
+            "lightning_fit_graph_k1": ["--model.cuda_graph", "true", "--model.steps_per_call", "1"]}
+ROWS = ("floor", *NUMPY_ROWS, "torch_manual", "torch_function", "torch_autograd", "cuda_graph", "lightning_fit",
+        "lightning_fit_k1", "lightning_fit_graph", "lightning_fit_graph_k1")
 
 
 def make_data(device, num_train, seed=0):
@@ -101,7 +107,7 @@ def numpy_step(X, y, hidden, dtype):
 
 
 def torch_step(X, y, hidden, loss_fn):
-    """fit's step: gather on the device, loss, backward through autograd, optimizer step, zero_grad."""
+    """The front-door step: gather on the device, loss, backward through autograd, optimizer step, zero_grad."""
     init = torch.Generator().manual_seed(0)
     net = TwoLayerNet(INPUT_SIZE, hidden, NUM_CLASSES, std=STD, generator=init).to(X.device)
     W1, b1, W2, b2 = net.params.values()
@@ -114,6 +120,20 @@ def torch_step(X, y, hidden, loss_fn):
         loss.backward()
         opt.step()
         opt.zero_grad()
+
+    return step
+
+
+def fused_step(X, y, hidden):
+    """fit's hand-written step inside a step block: gather on the device, fused_sgd_step (no autograd)."""
+    init = torch.Generator().manual_seed(0)
+    net = TwoLayerNet(INPUT_SIZE, hidden, NUM_CLASSES, std=STD, generator=init).to(X.device)
+    params = list(net.params.values())
+    on_cpu = X.device.type == "cpu"
+
+    def step():
+        idx = torch.randint(0, X.shape[0], (BATCH,), device=X.device)  # (B,)
+        fused_sgd_step(X.index_select(0, idx), y.index_select(0, idx), *params, REG, LR, finite_only=on_cpu)
 
     return step
 
@@ -150,6 +170,8 @@ def build(name, X, y, hidden, warmup):
     elif name in NUMPY_ROWS:
         step = numpy_step(X, y, hidden, np.float64 if name == "numpy_float64" else np.float32)
     elif name == "torch_manual":
+        step = fused_step(X, y, hidden)
+    elif name == "torch_function":
         step = torch_step(X, y, hidden, TwoLayerLoss.apply)
     elif name == "torch_autograd":
         step = torch_step(X, y, hidden, two_layer_loss_autograd)

@@ -172,3 +172,25 @@ def test_trainer_saves_through_the_plugin_and_names_a_truncated_resume(tmp_path)
         fit_tiny(tmp_path, max_steps=6, ckpt_path=str(tmp_path / "last.ckpt"))
     resumed = fit_tiny(tmp_path, max_steps=6, ckpt_path=str(tmp_path / "epoch=0-step=4.ckpt"))
     assert resumed.global_step == 6
+
+
+@pytest.mark.parametrize("steps_per_call,want", [
+    (1, [4, 5, 8, 10, 12, 15]),  # every 4th step and each epoch end (5 batches per epoch)
+    (3, [5, 8, 10, 13, 15]),  # blocks end at 3, 5 | 8, 10 | 13, 15: saved after each that reached or crossed 4k
+])
+def test_last_checkpoint_saves_when_a_step_block_crosses_a_multiple(monkeypatch, tmp_path, steps_per_call, want):
+    from tests.blobs import BlobsDataModule
+    from torch_impl.lightning_module import TwoLayerNetModule
+    from train.checkpoint_io import LastCheckpoint
+
+    saved = []
+    monkeypatch.setattr(LastCheckpoint, "_save_last_checkpoint", lambda self, trainer, _: saved.append(
+        trainer.global_step))
+    dm = BlobsDataModule()
+    model = TwoLayerNetModule(dm.input_size, dm.num_classes, hidden_size=4, steps_per_call=steps_per_call)
+    checkpoint = LastCheckpoint(dirpath=tmp_path, save_last=True, save_top_k=0, every_n_train_steps=4)
+    trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, callbacks=[checkpoint],
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    trainer.fit(model, datamodule=dm)
+    assert trainer.global_step == 15
+    assert sorted(set(saved)) == want

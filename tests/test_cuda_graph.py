@@ -10,10 +10,13 @@ import lightning as L
 import pytest
 import torch
 
+import torch_impl.cuda_graph_step as cuda_graph_step
 from tests.blobs import BlobsDataModule, one_thread  # noqa: F401 (fixture)
 from tests.helpers import CUDA, FLOAT32_TOL, FLOAT64_TOL, assert_close_report
 from torch_impl.cuda_graph_step import GraphedSGDSteps, StepBlockRunner
+from torch_impl.fused_step import fused_sgd_step
 from torch_impl.lightning_module import TwoLayerNetModule
+from train.divergence import DivergenceGuard, TrainingDiverged
 
 pytestmark = [pytest.mark.lightning, pytest.mark.usefixtures("one_thread")]
 # graph vs eager on the GPU: the same kernels but the update as addcmul_ by a device lr instead of foreach add_ with
@@ -34,16 +37,16 @@ class LossHistory(L.Callback):
 
 
 class RecordingModule(TwoLayerNetModule):
-    """Records the loss of every eager step (batch_loss runs once per step; a graph's body only at capture)."""
+    """Records the loss of every eager step from training_step's return (a block returns its ``step_losses``)."""
 
-    def batch_loss(self, X, y):
-        loss = super().batch_loss(X, y)
+    def training_step(self, batch, batch_idx):
+        out = super().training_step(batch, batch_idx)
         if self.block_runner is None or not self.block_runner.use_graph:
-            self.history.append(float(loss.detach()))
-        return loss
+            self.history += (out["step_losses"] if isinstance(out, dict) else out.reshape(1)).tolist()
+        return out
 
 
-def fit(device="cpu", precision="64-true", max_epochs=3, max_steps=-1, **model_kw):
+def fit(device="cpu", precision="64-true", max_epochs=3, max_steps=-1, callbacks=(), **model_kw):
     """Train RecordingModule on BlobsDataModule; returns (module, trainer, per-step losses)."""
     dm = BlobsDataModule()
     kw = dict(hidden_size=7, std=0.5, learning_rate=0.2, learning_rate_decay=0.5, reg=1e-3) | model_kw
@@ -52,7 +55,7 @@ def fit(device="cpu", precision="64-true", max_epochs=3, max_steps=-1, **model_k
     history = LossHistory()
     trainer = L.Trainer(accelerator=device, devices=1, precision=precision, max_epochs=max_epochs,
                         max_steps=max_steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0, callbacks=[history])
+                        enable_model_summary=False, num_sanity_val_steps=0, callbacks=[history, *callbacks])
     trainer.fit(model, datamodule=dm)
     return model, trainer, model.history + history.losses
 
@@ -74,11 +77,35 @@ def assert_same_run(a, b, tol):
 @pytest.mark.parametrize("lr_schedule", ["epoch", "cs231n"])
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 @pytest.mark.parametrize("steps_per_call", [2, 3])
-def test_steps_per_call_equals_one_step_per_call(steps_per_call, momentum, lr_schedule):
+def test_steps_per_call_equals_one_step_per_call(monkeypatch, steps_per_call, momentum, lr_schedule):
+    fused = []  # the steps fused_sgd_step ran: all but each block's last
+    monkeypatch.setattr(cuda_graph_step, "fused_sgd_step", lambda *a, **k: fused.append(1) or fused_sgd_step(*a, **k))
     eager = fit(momentum=momentum, lr_schedule=lr_schedule)
+    assert not fused
     blocks = fit(momentum=momentum, lr_schedule=lr_schedule, steps_per_call=steps_per_call)
     assert eager[1].global_step == 15  # 3 epochs of 5 batches; the blocks were 2+2+1 or 3+2 per epoch
+    assert len(fused) == 15 - 3 * {2: 3, 3: 2}[steps_per_call] - 1  # minus each block's last and the run's first
     assert_same_run(blocks, eager, FLOAT64_TOL)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_steps_per_call_with_autograd_grad_mode_equals_one_step_per_call(momentum):
+    eager = fit(momentum=momentum, grad_mode="autograd")
+    blocks = fit(momentum=momentum, grad_mode="autograd", steps_per_call=3)
+    assert_same_run(blocks, eager, FLOAT64_TOL)
+
+
+@pytest.mark.parametrize("steps_per_call", [2, 3])
+def test_a_diverging_block_stops_where_one_step_per_call_stops(steps_per_call):
+    """lr 1e6 (x 2 reg W each step) overflows float32 within a few steps: the fused steps read each loss, so the
+    guard names the same step with the same message as the one-step loop, and the NaN/Inf step's update never runs."""
+    messages = []
+    for k in (1, steps_per_call):
+        with pytest.raises(TrainingDiverged) as info:
+            fit(precision="32-true", learning_rate=1e6, steps_per_call=k, callbacks=[DivergenceGuard()])
+        messages.append(str(info.value))
+    assert messages[0].startswith("training diverged at step "), messages[0]
+    assert messages[1] == messages[0]
 
 
 def test_steps_per_call_stops_at_max_steps_inside_a_block():

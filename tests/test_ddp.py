@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from tests.helpers import assert_close_report
+from torch_impl.cuda_graph_step import block_batch
 
 pytestmark = [pytest.mark.lightning, pytest.mark.slow]
 
@@ -35,7 +36,11 @@ class RecordBatches(L.Callback):
         self.labels = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self.labels.append(batch[1].cpu().clone())
+        if isinstance(batch, dict):  # a step block (the CLI's default): the labels of each of its steps
+            self.labels += [block_batch(batch, b)[1].cpu().clone()
+                            for b in range(batch["first"], batch["first"] + batch["count"])]
+        else:
+            self.labels.append(batch[1].cpu().clone())
 
     def on_train_end(self, trainer, pl_module):
         torch.save(self.labels, f"rank{trainer.global_rank}.pt")
@@ -50,15 +55,18 @@ def fit(cwd, *args):
     return torch.load(ckpt, map_location="cpu", weights_only=False)
 
 
-@pytest.mark.parametrize("precision,dtype,tol", [
-    ("64-true", torch.float64, {"rtol": 1e-12, "atol": 1e-12}),
-    ("32-true", torch.float32, {"rtol": 1e-6, "atol": 1e-6}),  # float32 sums in another order: ~1e-7 relative
+# steps_per_call 16 (the CLI's default): one process fuses all but each block's last step, two processes run every
+# step through the engine (DDP's all-reduce); 1: every step through the engine in both
+@pytest.mark.parametrize("precision,dtype,tol,steps_per_call", [
+    ("64-true", torch.float64, {"rtol": 1e-12, "atol": 1e-12}, "16"),
+    ("32-true", torch.float32, {"rtol": 1e-6, "atol": 1e-6}, "16"),  # float32 sums in another order: ~1e-7
+    ("64-true", torch.float64, {"rtol": 1e-12, "atol": 1e-12}, "1"),
 ])
-def test_two_processes_with_half_batches_equal_one_process(tmp_path, precision, dtype, tol):
+def test_two_processes_with_half_batches_equal_one_process(tmp_path, precision, dtype, tol, steps_per_call):
     (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
-    one = fit(tmp_path / "one", "--trainer.precision", precision)
-    two = fit(tmp_path / "two", "--trainer.precision", precision, *DDP)
+    one = fit(tmp_path / "one", "--trainer.precision", precision, "--model.steps_per_call", steps_per_call)
+    two = fit(tmp_path / "two", "--trainer.precision", precision, "--model.steps_per_call", steps_per_call, *DDP)
     assert one["global_step"] == two["global_step"] == 14
     # the batches: each rank saw its contiguous half of the one-process run's global batch, every step
     whole = torch.load(tmp_path / "one" / "rank0.pt")

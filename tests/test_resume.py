@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers import assert_close_report
 from torch_impl.lightning_module import TwoLayerNetModule
 from train.cli import run_cli
 from train.data import WithReplacementBatches
@@ -31,9 +32,9 @@ pytestmark = [pytest.mark.lightning, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = str(ROOT / "configs" / "smoke.yaml")
 # smoke: digits, 7 steps per epoch, 3 epochs = 21 steps; momentum so that the optimizer state matters;
-# last.ckpt every 2 steps and at every epoch end
+# last.ckpt every 2 steps and at every epoch end; one SGD step per training_step unless a test adds K3
 RUN = ["fit", "--config", SMOKE, "--model.momentum", "0.5", "--step_checkpoint.every_n_train_steps", "2",
-       "--plots.enabled", "false"]
+       "--plots.enabled", "false", "--model.steps_per_call", "1"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": ""}
 
 
@@ -189,7 +190,8 @@ def test_last_ckpt_is_the_final_state_even_when_val_acc_did_not_improve(tmp_path
 
 
 # Step blocks (--model.steps_per_call 3): blocks of 3, 3, 1 batches per epoch, so trainer.global_step after each
-# block is 3, 6, 7 | 10, 13, 14 | 17, 20, 21; last.ckpt at 6, 10, 20 (every 2 steps) and at every epoch end
+# block is 3, 6, 7 | 10, 13, 14 | 17, 20, 21; last.ckpt after each block that reached or crossed a multiple of 2
+# (3, 6, 10, 13, 17, 20) and at every epoch end
 K3 = ["--model.steps_per_call", "3"]
 
 
@@ -206,9 +208,10 @@ def sampler_state(ckpt):
 
 
 def test_step_blocks_killed_mid_epoch_resume_bit_identical(straight_blocks, straight, tmp_path):
-    """Kills at the start of the blocks at steps 13 (last.ckpt of step 10: epoch 1, batch 3) and 20 (its own
-    last.ckpt: epoch 2, batch 6); the resumed block run equals the straight block run and the one-step run."""
-    kill_at(tmp_path, 13, *K3)
+    """Kills at the start of the blocks at steps 10 (last.ckpt of step 10: epoch 1, batch 3) and 20 (resumed from
+    10; last.ckpt of step 20: epoch 2, batch 6); the resumed block run equals the straight block run bit for bit
+    and the one-step run to float32 rounding (a block fuses its first steps' updates into the GEMMs)."""
+    kill_at(tmp_path, 10, *K3)
     ckpt = load(last_ckpt(tmp_path))
     assert ckpt["global_step"] == 10 and sampler_state(ckpt) == {"epoch": 1, "next_batch": 3, "seed": 0}
     kill_at(tmp_path, 20, *K3, "--ckpt_path", "last")
@@ -216,7 +219,8 @@ def test_step_blocks_killed_mid_epoch_resume_bit_identical(straight_blocks, stra
     assert ckpt["global_step"] == 20 and sampler_state(ckpt) == {"epoch": 2, "next_batch": 6, "seed": 0}
     finish(start(tmp_path, *K3, "--ckpt_path", "last"))
     assert_bit_identical(load(last_ckpt(tmp_path)), straight_blocks)
-    assert_bit_identical(load(last_ckpt(tmp_path)), straight[0])  # K steps per call: the same SGD steps
+    for key, want in straight[0]["state_dict"].items():  # K steps per call: the same SGD steps
+        assert_close_report(key, load(last_ckpt(tmp_path))["state_dict"][key], want, rtol=1e-5, atol=1e-6)
 
 
 def test_step_blocks_cut_at_max_steps_resume_after_the_last_step_taken(straight_blocks, tmp_path):
@@ -226,7 +230,8 @@ def test_step_blocks_cut_at_max_steps_resume_after_the_last_step_taken(straight_
 
     last.ckpt every step, so it is written at the cut step's batch end: one written only when fit stops there
     (Lightning's on_train_epoch_end after max_steps) marks the epoch as processed, and Lightning (K = 1 as well)
-    then resumes one epoch short."""
+    then resumes one epoch short. A cut block's last step runs through opt.step() where the uninterrupted run
+    fused it (torch_impl/fused_step.py), so the parameters agree to float32 rounding, the counters exactly."""
     every_step = [*K3, "--step_checkpoint.every_n_train_steps", "1"]
     finish(start(tmp_path, *every_step, "--trainer.max_steps", "11"))
     ckpt = load(last_ckpt(tmp_path))
@@ -235,7 +240,11 @@ def test_step_blocks_cut_at_max_steps_resume_after_the_last_step_taken(straight_
     ckpt = load(last_ckpt(tmp_path))
     assert ckpt["global_step"] == 19 and sampler_state(ckpt) == {"epoch": 2, "next_batch": 5, "seed": 0}
     finish(start(tmp_path, *every_step, "--ckpt_path", "last"))
-    assert_bit_identical(load(last_ckpt(tmp_path)), straight_blocks)
+    got = load(last_ckpt(tmp_path))
+    assert (got["global_step"], got["epoch"]) == (straight_blocks["global_step"], straight_blocks["epoch"])
+    assert got["lr_schedulers"][0]["last_epoch"] == straight_blocks["lr_schedulers"][0]["last_epoch"]
+    for key, want in straight_blocks["state_dict"].items():
+        assert_close_report(key, got["state_dict"][key], want, rtol=1e-5, atol=1e-6)
 
 
 def blocks_from(start, num_batches=7, K=3):

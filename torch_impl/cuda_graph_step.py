@@ -23,8 +23,11 @@ One graph is captured per distinct ``count`` (a full block of K and at most one 
 run resumed inside a block adds one more, see train/data.py).
 """
 import logging
+import math
 
 import torch
+
+from torch_impl.fused_step import fused_sgd_step
 
 log = logging.getLogger(__name__)
 
@@ -136,12 +139,14 @@ class StepBlockRunner:
 
     Step counting: trainer.global_step counts SGD steps, as with one step per training_step. An eager block runs
     its last step as sgd_step (manual_backward, the LightningOptimizer and its hooks) and, in 32/64-bit precision
-    on one device, the steps before it without Lightning's per-step hooks (backward, the torch optimizer, the step
-    count: the same math). A replay calls the optimizer once (Lightning's hooks, e.g. the divergence guard, see the
-    block's last loss; no ``.grad`` is set, so SGD changes nothing) and counts the other count - 1 steps through
-    the LightningOptimizer's step-progress hooks. The LambdaLR advances by ``count``; a replay reads each step's lr
-    from a per-epoch device table filled from the same lambda. A block is cut short at trainer.max_steps, and the
-    cut is reported to the block's sampler (``block["ran"]``), so a resumed run continues after the last step taken.
+    on one device, the steps before it without Lightning's per-step hooks: fused_sgd_step (torch_impl/fused_step.py,
+    the same math with the update inside the gradient GEMMs) for grad_mode "manual", else backward and the torch
+    optimizer; each counted as an optimizer step. A replay calls the optimizer once (Lightning's hooks, e.g. the
+    divergence guard, see the block's last loss; no ``.grad`` is set, so SGD changes nothing) and counts the other
+    count - 1 steps through the LightningOptimizer's step-progress hooks. The LambdaLR advances by ``count``; a
+    replay reads each step's lr from a per-epoch device table filled from the same lambda. A block is cut short at
+    trainer.max_steps, and the cut is reported to the block's sampler (``block["ran"]``), so a resumed run continues
+    after the last step taken.
     """
 
     def __init__(self, module):
@@ -161,7 +166,7 @@ class StepBlockRunner:
         self.losses, self.last_count = None, 0  # the last replay's loss buffer (K,) and its steps
 
     def __call__(self, block):
-        """Train on a block; returns (the last step's loss (0-d, detached), the last step's lr)."""
+        """Train on a block; returns (the losses of its steps (count,), detached; the last step's lr)."""
         m = self.module
         first, count = block["first"], block["count"]
         if m.trainer.max_steps is not None and m.trainer.max_steps >= 0:
@@ -169,26 +174,55 @@ class StepBlockRunner:
             if count < block["count"] and "ran" in block:
                 block["ran"](first, count)  # the data's saved state counts the steps run, not the block's
         if self.use_graph:
-            loss = self._replay(block, first, count)
+            losses = self._replay(block, first, count)
         else:
-            for b in range(first, first + count):
-                if self.quick_steps and b < first + count - 1:
-                    self._quick_step(*block_batch(block, b))
-                else:
-                    loss = m.sgd_step(*block_batch(block, b))
+            losses = self._eager(block, first, count)
         sched = m.lr_schedulers()
-        return loss, sched.base_lrs[0] * sched.lr_lambdas[0](sched.last_epoch - 1)
+        return losses, sched.base_lrs[0] * sched.lr_lambdas[0](sched.last_epoch - 1)
 
-    def _quick_step(self, X, y):
-        """sgd_step's math on X: (B, D), y: (B,) without Lightning's per-step hooks; counted as an optimizer step."""
-        m, opt, sched = self.module, self.module.optimizers(), self.module.lr_schedulers()
-        loss = m.batch_loss(X, y)
-        loss.backward()  # what manual_backward does in 32/64-bit precision on one device
-        opt.optimizer.step()  # W -= lr * dW
-        opt.optimizer.zero_grad(set_to_none=False)
+    def _eager(self, block, first, count):
+        """``count`` eager steps: all but the last as quick steps (step 0 of a run excepted: torch's lr scheduler
+        warns when its first step() comes before any optimizer.step(); chosen by position, so a resumed run takes
+        the same paths), the last as sgd_step. Returns the losses (count,)."""
+        m = self.module
+        opt, sched, step0 = m.optimizers(), m.lr_schedulers(), m.trainer.global_step
+        if self.quick_steps and m.hparams.grad_mode == "manual":  # looked up once per block, not per step
+            hp, params = m.hparams, list(m.net.params.values())
+            fused = (params, hp.reg, hp.momentum, self._momentum_buffers(opt.optimizer))
+        losses = []
+        for j, b in enumerate(range(first, first + count)):
+            X, y = block_batch(block, b)  # (B, D), (B,)
+            loss = None
+            if self.quick_steps and j < count - 1 and step0 + j > 0:
+                loss = self._quick_step(X, y, opt, sched, fused if m.hparams.grad_mode == "manual" else None)
+            losses.append(m.sgd_step(X, y) if loss is None else loss)
+        return torch.stack(losses)  # (count,)
+
+    def _quick_step(self, X, y, opt, sched, fused):
+        """sgd_step's math on X: (B, D), y: (B,) without Lightning's per-step hooks, counted as an optimizer step.
+
+        fused = (params, reg, momentum, momentum buffers) for grad_mode "manual": torch_impl/fused_step.py's
+        fused_sgd_step (no autograd, the update inside the GEMMs); on a CPU it reads the loss first and, when it
+        is NaN/Inf, leaves the parameters alone and returns None, so that the caller runs this step as sgd_step,
+        where the divergence guard stops it before any update. fused None (grad_mode "autograd"): the autograd
+        twin, backward and the torch optimizer. Returns the 0-d loss or None.
+        """
+        if fused is not None:
+            params, reg, momentum, buffers = fused
+            on_cpu = X.device.type == "cpu"
+            loss = fused_sgd_step(X, y, *params, reg, opt.optimizer.param_groups[0]["lr"], momentum, buffers,
+                                  finite_only=on_cpu)
+            if on_cpu and not math.isfinite(loss):  # the parameters are untouched
+                return None
+        else:
+            loss = self.module.batch_loss(X, y)
+            loss.backward()  # what manual_backward does in 32/64-bit precision on one device
+            opt.optimizer.step()  # W -= lr * dW
+            opt.optimizer.zero_grad(set_to_none=False)
         opt._on_before_step()  # Lightning's step count, as LightningOptimizer.step does it
         opt._on_after_step()
         sched.step()
+        return loss.detach()
 
     def _momentum_buffers(self, opt):
         """The optimizer's momentum buffers (created as zeros: v = 0 momentum + dW = dW, SGD's first step)."""
@@ -213,12 +247,12 @@ class StepBlockRunner:
             self.graphed.load_epoch(table, torch.tensor(lrs, dtype=self.graphed.lrs_dtype))
             self._table = table
         self.losses, self.last_count = self.graphed.run(first, count), count  # (count,), overwritten by the next
-        loss = self.losses[count - 1].clone()  # (,) kept past the next replay
-        m.last_loss = loss
+        losses = self.losses[:count].clone()  # (count,) kept past the next replay
+        m.last_loss = losses[-1]
         opt.step()  # Lightning's hooks and one step count; params have no .grad, so SGD changes nothing
         for _ in range(count - 1):  # count the rest, as count optimizer steps would
             opt._on_before_step()
             opt._on_after_step()
         sched.last_epoch += count - 1
         sched.step()  # LambdaLR: lr = base factor(last_epoch), the next step's
-        return loss
+        return losses

@@ -23,7 +23,11 @@ steps and hooks per SGD step); ``cuda_graph=True`` replays those K steps from on
 either way; with K > 1, logging (train/loss, lr: the block's last step), val_check_interval and log_every_n_steps
 count training_steps. train/loss and lr are logged only on the training_steps whose step metrics Lightning writes
 (every log_every_n_steps-th, see ``_logs_this_step``) and on each epoch's last batch; the loss history plot
-(train/callbacks.py) takes every step's loss from training_step's return value instead.
+(train/callbacks.py) takes every SGD step's loss from training_step's return value instead (a block returns
+``{"loss": its last step's, "step_losses": (count,)}``). In 32/64-bit precision on one device a block runs all
+but its last step with torch_impl/fused_step.py (no autograd, the update fused into the GEMMs): that is why
+``python -m train fit`` defaults to ``steps_per_call`` 16 (train/cli.py), while the module's own default stays 1,
+every step through the front door above.
 """
 import math
 import random
@@ -182,7 +186,8 @@ class TwoLayerNetModule(L.LightningModule):
     # [bridge:lightning-training-step]
     def training_step(self, batch, batch_idx):
         if isinstance(batch, dict):  # a step block of batch["count"] SGD steps (train_block_size > 0)
-            loss, lr = self.block_runner(batch)
+            step_losses, lr = self.block_runner(batch)  # (count,)
+            loss = step_losses[-1]
         else:
             X, y = batch  # (B, D), (B,)
             lr = self.optimizers().param_groups[0]["lr"]  # the lr this step uses
@@ -198,6 +203,8 @@ class TwoLayerNetModule(L.LightningModule):
             with torch.no_grad():
                 self.train_acc(self.net(X).argmax(dim=1), y)
             self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=y.shape[0])
+        if isinstance(batch, dict):
+            return {"loss": loss, "step_losses": step_losses}  # every step's loss, for the loss history plot
         return loss
     # [/bridge:lightning-training-step]
 

@@ -37,9 +37,12 @@ class TrainingPlots(L.Callback):
         self.losses, self.train_acc, self.val_acc = [], [], []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if isinstance(outputs, dict):  # a step block returns every step's loss (torch_impl/lightning_module.py)
+            loss = outputs.get("step_losses", outputs.get("loss"))
+        else:
+            loss = outputs
         if self.enabled and loss is not None:
-            self.losses.append(loss.detach())  # stays on the device; one transfer at the end
+            self.losses.append(loss.detach().reshape(-1))  # stays on the device; one transfer at the end
 
     def on_train_epoch_end(self, trainer, pl_module):
         if "train/acc" in trainer.callback_metrics:
@@ -70,7 +73,7 @@ class TrainingPlots(L.Callback):
     def plot_loss(self, path):
         fig, ax = plt.subplots(figsize=(7, 4))
         if self.losses:
-            ax.plot(torch.stack(self.losses).float().cpu().numpy(), lw=0.8)
+            ax.plot(torch.cat(self.losses).float().cpu().numpy(), lw=0.8)
         ax.set(title="Loss history", xlabel="iteration", ylabel="training loss")
         fig.savefig(path, dpi=100, bbox_inches="tight")
         plt.close(fig)

@@ -139,12 +139,23 @@ def find_last_checkpoint(trainer):
 
 class LastCheckpoint(ModelCheckpoint):
     """A ModelCheckpoint whose ``last.ckpt`` is always the run's newest state: every ``every_n_train_steps`` steps
-    (so a kill mid-epoch loses at most that many), at every training-epoch end and at the end of fit.
+    (so a kill mid-epoch loses at most that many, plus a step block's length), at every training-epoch end and at
+    the end of fit. It writes only last.ckpt (keep save_top_k 0: the top-k files are ModelCheckpoint's job).
 
     Lightning 2.6's ModelCheckpoint rewrites last.ckpt at an epoch end only when it also saved a top-k file there,
     so with a monitor (val/acc) last.ckpt lags the run whenever the metric did not improve. After manual
     optimization the saved state is the one after opt.step(), which is exactly what an exact resume needs.
     """
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._steps_before_batch = trainer.global_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        """Save when the step count reached or crossed a multiple of every_n_train_steps during this batch (a step
+        block advances it by up to steps_per_call, so ``global_step % n == 0`` alone would skip most multiples)."""
+        n, before = self._every_n_train_steps, getattr(self, "_steps_before_batch", trainer.global_step - 1)
+        if n >= 1 and trainer.global_step // n > before // n:
+            self._save_last_now(trainer)
 
     def _save_last_now(self, trainer):
         if not self._should_skip_saving_checkpoint(trainer):  # skips sanity checks and a step already saved

@@ -17,12 +17,16 @@ non-zero exit, when that exceeds ``tolerance``; the bad update is never applied.
 Tolerance: float32 training gradients differ from float64 autograd by ~1e-7..1e-5 (rounding, accumulation over
 the batch); every mistake in the formulas gives O(1e-2..1). The default 1e-4 sits between; use ~1e-9 with
 ``trainer.precision: 64-true``. Under DDP ``param.grad`` is the all-reduced mean over ranks while the batch here is
-this rank's share, so the check only holds with one process.
+this rank's share, so the check only holds with one process. With step blocks (``model.steps_per_call`` K > 1,
+fit's default) only a block's last step goes through ``opt.step()``; that step is checked whenever the block holds
+a multiple of ``every_n_steps`` (the other steps run torch_impl/fused_step.py, the same formulas, whose equality
+with this path tests/test_fused_step.py proves).
 """
 import lightning as L
 import torch
 
 from torch_impl.autograd_twin import two_layer_loss_and_grads_autograd
+from torch_impl.cuda_graph_step import block_batch
 
 PARAMS = ("W1", "b1", "W2", "b2")
 
@@ -45,6 +49,14 @@ class GradientVerification(L.Callback):
         self.history = []  # (global_step, max_rel_err) of every check
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if isinstance(batch, dict):  # a step block: only its last step goes through opt.step() and this hook
+            count = batch["count"]
+            if trainer.max_steps is not None and trainer.max_steps >= 0:
+                count = min(count, trainer.max_steps - trainer.global_step)
+            n, first = self.every_n_steps, trainer.global_step
+            due = count >= 1 and (first + count - 1) // n > (first - 1) // n  # a multiple of n in the block
+            self._batch = block_batch(batch, batch["first"] + count - 1) if due else None
+            return
         self._batch = batch if trainer.global_step % self.every_n_steps == 0 else None
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
