@@ -33,10 +33,10 @@ else
 fi
 
 stage 10 gpu nvidia-smi -L
-stage 60 bench-h50 python3 benchmarks/bench_step.py --device cuda --hidden 50 --steps 200 --repeats 3 \
+stage 90 bench-h50 python3 benchmarks/bench_step.py --device cuda --hidden 50 --steps 200 --repeats 3 \
     --warmup 20 --json "$OUT/bench_cuda_h50.json"
 stage 60 cuda-tests python3 -m pytest -q -m cuda -p no:cacheprovider --no-header -rs tests
-stage 30 bench-h100 python3 benchmarks/bench_step.py --device cuda --hidden 100 --steps 200 --repeats 2 \
+stage 45 bench-h100 python3 benchmarks/bench_step.py --device cuda --hidden 100 --steps 200 --repeats 2 \
     --warmup 20 --rows floor torch_manual torch_function cuda_graph lightning_fit_graph \
     --json "$OUT/bench_cuda_h100.json"
 stage 20 verify python3 -m train verify --json "$OUT/verify.json"
