@@ -56,9 +56,11 @@ def fused_sgd_step(X, y, W1, b1, W2, b2, reg, lr, momentum=0.0, buffers=None, fi
     dH1 = torch.ops.aten.threshold_backward(dS2 @ W2.T, H1, 0)  # (N, H)  dS2 W2^T masked by (S1 > 0)
     layers = ((W1, b1, X, dH1), (W2, b2, H1, dS2))  # (W, b, A, dS): dW = A^T dS + 2 reg W, db = column sums of dS
     if not momentum:
+        # [bridge:fused-update]
         for W, b, A, dS in layers:
             W.addmm_(A.T, dS, beta=1 - 2 * lr * reg, alpha=-lr)  # W -= lr (A^T dS + 2 reg W), one pass
             b.sub_(dS.sum(0), alpha=lr)  # b -= lr db
+        # [/bridge:fused-update]
         return loss
     for (W, b, A, dS), vW, vb in zip(layers, buffers[0::2], buffers[1::2]):
         vW.mul_(momentum).add_(W, alpha=2 * reg).addmm_(A.T, dS)  # v = momentum v + (A^T dS + 2 reg W)
