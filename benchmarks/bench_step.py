@@ -14,7 +14,7 @@ classes, batches of B = 200 drawn with replacement. Rows (``--rows``):
                     outputs: the part of a step no implementation can avoid
     numpy_float64   reference_numpy's step as cs231n's train runs it: loss and grads, then the SGD update (CPU)
     numpy_float32   the same on float32 arrays
-    torch_manual    the hand-written step fit runs for all but the last step of each step block: gather, then
+    torch_manual    the hand-written step fit runs inside its step blocks (steps_per_call 16): gather, then
                     torch_impl/fused_step.py's fused_sgd_step (loss, the formulas, the update fused into the
                     gradient GEMMs; on a CPU the NaN check of the loss included)
     torch_function  the front door (fit's step with --model.steps_per_call 1, and a block's last step): gather,

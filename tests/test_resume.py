@@ -230,8 +230,7 @@ def test_step_blocks_cut_at_max_steps_resume_after_the_last_step_taken(straight_
 
     last.ckpt every step, so it is written at the cut step's batch end: one written only when fit stops there
     (Lightning's on_train_epoch_end after max_steps) marks the epoch as processed, and Lightning (K = 1 as well)
-    then resumes one epoch short. A cut block's last step runs through opt.step() where the uninterrupted run
-    fused it (torch_impl/fused_step.py), so the parameters agree to float32 rounding, the counters exactly."""
+    then resumes one epoch short."""
     every_step = [*K3, "--step_checkpoint.every_n_train_steps", "1"]
     finish(start(tmp_path, *every_step, "--trainer.max_steps", "11"))
     ckpt = load(last_ckpt(tmp_path))
@@ -240,11 +239,7 @@ def test_step_blocks_cut_at_max_steps_resume_after_the_last_step_taken(straight_
     ckpt = load(last_ckpt(tmp_path))
     assert ckpt["global_step"] == 19 and sampler_state(ckpt) == {"epoch": 2, "next_batch": 5, "seed": 0}
     finish(start(tmp_path, *every_step, "--ckpt_path", "last"))
-    got = load(last_ckpt(tmp_path))
-    assert (got["global_step"], got["epoch"]) == (straight_blocks["global_step"], straight_blocks["epoch"])
-    assert got["lr_schedulers"][0]["last_epoch"] == straight_blocks["lr_schedulers"][0]["last_epoch"]
-    for key, want in straight_blocks["state_dict"].items():
-        assert_close_report(key, got["state_dict"][key], want, rtol=1e-5, atol=1e-6)
+    assert_bit_identical(load(last_ckpt(tmp_path)), straight_blocks)
 
 
 def blocks_from(start, num_batches=7, K=3):

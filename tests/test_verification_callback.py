@@ -20,9 +20,10 @@ from train.verification_callback import GradientVerification, GradientVerificati
 pytestmark = [pytest.mark.verify, pytest.mark.lightning]
 
 
-def fit(tmp_path, callback, max_steps):
+def fit(tmp_path, callback, max_steps, steps_per_call=1):
     torch.manual_seed(0)
-    model = TwoLayerNetModule(input_size=64, num_classes=10, hidden_size=20, std=0.1, reg=0.01, learning_rate=0.05)
+    model = TwoLayerNetModule(input_size=64, num_classes=10, hidden_size=20, std=0.1, reg=0.01, learning_rate=0.05,
+                              steps_per_call=steps_per_call)
     trainer = L.Trainer(max_steps=max_steps, logger=CSVLogger(tmp_path), callbacks=[callback], accelerator="cpu",
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         limit_val_batches=0)
@@ -52,6 +53,20 @@ def test_logs_the_metric_at_the_checked_steps(tmp_path):
                   if r.get("verify/max_rel_err")]
     assert [step for step, _ in logged] == [step for step, _ in callback.history]
     assert [err for _, err in logged] == pytest.approx([err for _, err in callback.history], rel=1e-6)
+
+
+def test_with_step_blocks_checks_the_last_step_of_each_block_holding_a_multiple(tmp_path, monkeypatch):
+    """Blocks of 3 (digits at batch 50: 26 batches per epoch): steps 0-2, 3-5, 6-8, 9-11; every 4th step is due,
+    so the blocks holding 0, 4, 8 are checked at their last steps 2, 5, 8 — with real gradients (needs_grads makes
+    those steps go through manual_backward), the sabotage below included."""
+    callback = GradientVerification(every_n_steps=4, tolerance=1e-4)
+    _, trainer = fit(tmp_path, callback, max_steps=12, steps_per_call=3)
+    assert trainer.global_step == 12
+    assert [step for step, _ in callback.history] == [2, 5, 8]
+    assert all(0 <= err < 1e-5 for _, err in callback.history)
+    sabotage_dW1(monkeypatch)
+    with pytest.raises(GradientVerificationError, match="at step 2: the manual gradient of W1"):
+        fit(tmp_path, GradientVerification(every_n_steps=4, tolerance=1e-4), max_steps=12, steps_per_call=3)
 
 
 def test_stops_a_sabotaged_run_before_the_update(tmp_path, monkeypatch):

@@ -137,11 +137,13 @@ def block_batch(block, b):
 class StepBlockRunner:
     """Runs TwoLayerNetModule's step blocks: ``count`` eager sgd_steps, or one replay of the captured graph on CUDA.
 
-    Step counting: trainer.global_step counts SGD steps, as with one step per training_step. An eager block runs
-    its last step as sgd_step (manual_backward, the LightningOptimizer and its hooks) and, in 32/64-bit precision
-    on one device, the steps before it without Lightning's per-step hooks: fused_sgd_step (torch_impl/fused_step.py,
-    the same math with the update inside the gradient GEMMs) for grad_mode "manual", else backward and the torch
-    optimizer; each counted as an optimizer step. A replay calls the optimizer once (Lightning's hooks, e.g. the
+    Step counting: trainer.global_step counts SGD steps, as with one step per training_step. An eager block in
+    32/64-bit precision on one device runs its steps without Lightning's per-step hooks: fused_sgd_step
+    (torch_impl/fused_step.py, the same math with the update inside the gradient GEMMs) for grad_mode "manual", then
+    one opt.step() without gradients for Lightning's hooks, like a replay; for grad_mode "autograd", or when a
+    callback needs gradients (``needs_grads``), its last step is sgd_step (manual_backward, the LightningOptimizer
+    and its hooks) and the others backward and the torch optimizer. Under DDP or mixed precision every step is
+    sgd_step. Each counts as an optimizer step. A replay calls the optimizer once (Lightning's hooks, e.g. the
     divergence guard, see the block's last loss; no ``.grad`` is set, so SGD changes nothing) and counts the other
     count - 1 steps through the LightningOptimizer's step-progress hooks. The LambdaLR advances by ``count``; a
     replay reads each step's lr from a per-epoch device table filled from the same lambda. A block is cut short at
@@ -162,6 +164,9 @@ class StepBlockRunner:
         if hp.cuda_graph and not self.use_graph:
             log.info("cuda_graph: no CUDA device (training on %s), running the steps eagerly", module.device)
         self.quick_steps = trainer.world_size == 1 and str(trainer.precision) in ("32-true", "32", "64-true", "64")
+        # callbacks that read .grad in on_before_optimizer_step (GradientVerification) need a block's last step
+        # to go through manual_backward
+        self.needs_grads = any(getattr(cb, "needs_grads", False) for cb in trainer.callbacks)
         self.graphed, self._table, self._buffers = None, None, None
         self.losses, self.last_count = None, 0  # the last replay's loss buffer (K,) and its steps
 
@@ -181,31 +186,36 @@ class StepBlockRunner:
         return losses, sched.base_lrs[0] * sched.lr_lambdas[0](sched.last_epoch - 1)
 
     def _eager(self, block, first, count):
-        """``count`` eager steps: all but the last as quick steps (step 0 of a run excepted: torch's lr scheduler
-        warns when its first step() comes before any optimizer.step(); chosen by position, so a resumed run takes
-        the same paths), the last as sgd_step. Returns the losses (count,)."""
+        """``count`` eager steps as quick steps, except step 0 of a run (torch's lr scheduler warns when its first
+        step() comes before any optimizer.step()) and, unless every step is fused, the block's last (sgd_step, so
+        that the optimizer hooks see a real step with gradients). Paths are chosen by position, never by "first in
+        this process", so a resumed run takes the same ones. Returns the losses (count,)."""
         m = self.module
         opt, sched, step0 = m.optimizers(), m.lr_schedulers(), m.trainer.global_step
+        fused = None
         if self.quick_steps and m.hparams.grad_mode == "manual":  # looked up once per block, not per step
             hp, params = m.hparams, list(m.net.params.values())
             fused = (params, hp.reg, hp.momentum, self._momentum_buffers(opt.optimizer))
+        all_fused = fused is not None and not self.needs_grads
         losses = []
         for j, b in enumerate(range(first, first + count)):
             X, y = block_batch(block, b)  # (B, D), (B,)
-            loss = None
-            if self.quick_steps and j < count - 1 and step0 + j > 0:
-                loss = self._quick_step(X, y, opt, sched, fused if m.hparams.grad_mode == "manual" else None)
+            last, loss = j == count - 1, None
+            if self.quick_steps and step0 + j > 0 and (all_fused or not last):
+                loss = self._quick_step(X, y, opt, sched, fused, last)
             losses.append(m.sgd_step(X, y) if loss is None else loss)
         return torch.stack(losses)  # (count,)
 
-    def _quick_step(self, X, y, opt, sched, fused):
+    def _quick_step(self, X, y, opt, sched, fused, last=False):
         """sgd_step's math on X: (B, D), y: (B,) without Lightning's per-step hooks, counted as an optimizer step.
 
         fused = (params, reg, momentum, momentum buffers) for grad_mode "manual": torch_impl/fused_step.py's
         fused_sgd_step (no autograd, the update inside the GEMMs); on a CPU it reads the loss first and, when it
         is NaN/Inf, leaves the parameters alone and returns None, so that the caller runs this step as sgd_step,
         where the divergence guard stops it before any update. fused None (grad_mode "autograd"): the autograd
-        twin, backward and the torch optimizer. Returns the 0-d loss or None.
+        twin, backward and the torch optimizer. Returns the 0-d loss or None. ``last``: the block's last step, all
+        fused: after its update opt.step() runs Lightning's hooks (the divergence guard reads ``last_loss``) and
+        counts it; no ``.grad`` is set, so SGD changes nothing.
         """
         if fused is not None:
             params, reg, momentum, buffers = fused
@@ -219,8 +229,13 @@ class StepBlockRunner:
             loss.backward()  # what manual_backward does in 32/64-bit precision on one device
             opt.optimizer.step()  # W -= lr * dW
             opt.optimizer.zero_grad(set_to_none=False)
-        opt._on_before_step()  # Lightning's step count, as LightningOptimizer.step does it
-        opt._on_after_step()
+        if last:
+            self.module.last_loss = loss.detach()
+            opt.optimizer.zero_grad(set_to_none=True)  # an earlier sgd_step left zeros: SGD would apply momentum
+            opt.step()  # Lightning's optimizer hooks and step count; no .grad, so the parameters stay as they are
+        else:
+            opt._on_before_step()  # Lightning's step count, as LightningOptimizer.step does it
+            opt._on_after_step()
         sched.step()
         return loss.detach()
 

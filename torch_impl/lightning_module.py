@@ -24,8 +24,8 @@ either way; with K > 1, logging (train/loss, lr: the block's last step), val_che
 count training_steps. train/loss and lr are logged only on the training_steps whose step metrics Lightning writes
 (every log_every_n_steps-th, see ``_logs_this_step``) and on each epoch's last batch; the loss history plot
 (train/callbacks.py) takes every SGD step's loss from training_step's return value instead (a block returns
-``{"loss": its last step's, "step_losses": (count,)}``). In 32/64-bit precision on one device a block runs all
-but its last step with torch_impl/fused_step.py (no autograd, the update fused into the GEMMs): that is why
+``{"loss": its last step's, "step_losses": (count,)}``). In 32/64-bit precision on one device a block runs its
+steps with torch_impl/fused_step.py (no autograd, the update fused into the GEMMs): that is why
 ``python -m train fit`` defaults to ``steps_per_call`` 16 (train/cli.py), while the module's own default stays 1,
 every step through the front door above.
 """

@@ -103,7 +103,7 @@ class TwoLayerCLI(LightningCLI):
         parser.set_defaults({"step_checkpoint.save_last": True, "step_checkpoint.save_top_k": 0,
                              "step_checkpoint.every_n_train_steps": 100,
                              "step_checkpoint.enable_version_counter": False})
-        # K SGD steps per Lightning training_step: all but a block's last run torch_impl/fused_step.py, and
+        # K SGD steps per Lightning training_step, each run by torch_impl/fused_step.py, and
         # Lightning's ~0.7 ms of per-step hooks are paid once per block (benchmarks/README.md: 2.1x -> 1.2x floor)
         parser.set_defaults({"model.steps_per_call": FIT_STEPS_PER_CALL})
         parser.add_lightning_class_args(DivergenceGuard, "divergence")

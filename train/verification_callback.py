@@ -38,6 +38,8 @@ class GradientVerificationError(RuntimeError):
 class GradientVerification(L.Callback):
     """every_n_steps: check every N optimizer steps (step 0 included); tolerance: max relative error allowed."""
 
+    needs_grads = True  # tells step blocks (torch_impl/cuda_graph_step.py) to run their last step through backward
+
     def __init__(self, every_n_steps: int = 10, tolerance: float = 1e-4):
         if not isinstance(every_n_steps, int) or every_n_steps < 1:
             raise ValueError(f"every_n_steps must be a positive int, got {every_n_steps!r}")
@@ -45,7 +47,7 @@ class GradientVerification(L.Callback):
             raise ValueError(f"tolerance must be > 0, got {tolerance!r}")
         self.every_n_steps = every_n_steps
         self.tolerance = tolerance
-        self._batch = None
+        self._batch, self._step = None, None
         self.history = []  # (global_step, max_rel_err) of every check
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
@@ -56,11 +58,13 @@ class GradientVerification(L.Callback):
             n, first = self.every_n_steps, trainer.global_step
             due = count >= 1 and (first + count - 1) // n > (first - 1) // n  # a multiple of n in the block
             self._batch = block_batch(batch, batch["first"] + count - 1) if due else None
+            self._step = first + count - 1  # the step whose opt.step() this check waits for
             return
         self._batch = batch if trainer.global_step % self.every_n_steps == 0 else None
+        self._step = trainer.global_step
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
-        if self._batch is None:
+        if self._batch is None or trainer.global_step != self._step:  # another step of the block (e.g. a run's first)
             return
         X, y = self._batch[0], self._batch[1]  # (B, D), (B,)
         self._batch = None  # one check per step, even if the module steps twice
