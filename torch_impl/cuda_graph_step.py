@@ -230,14 +230,20 @@ class StepBlockRunner:
             opt.optimizer.step()  # W -= lr * dW
             opt.optimizer.zero_grad(set_to_none=False)
         if last:
-            self.module.last_loss = loss.detach()
-            opt.optimizer.zero_grad(set_to_none=True)  # an earlier sgd_step left zeros: SGD would apply momentum
-            opt.step()  # Lightning's optimizer hooks and step count; no .grad, so the parameters stay as they are
+            self._hooks_step(opt, loss.detach())
         else:
             opt._on_before_step()  # Lightning's step count, as LightningOptimizer.step does it
             opt._on_after_step()
         sched.step()
         return loss.detach()
+
+    def _hooks_step(self, opt, loss):
+        """One opt.step() after the parameters were already updated: Lightning's optimizer hooks (the divergence
+        guard reads ``last_loss`` = ``loss``, 0-d) and one step count. The grads are set to None first, so that
+        SGD changes nothing (zeros left by an earlier sgd_step would still move the momentum and the weights)."""
+        self.module.last_loss = loss
+        opt.optimizer.zero_grad(set_to_none=True)
+        opt.step()
 
     def _momentum_buffers(self, opt):
         """The optimizer's momentum buffers (created as zeros: v = 0 momentum + dW = dW, SGD's first step)."""
@@ -263,8 +269,7 @@ class StepBlockRunner:
             self._table = table
         self.losses, self.last_count = self.graphed.run(first, count), count  # (count,), overwritten by the next
         losses = self.losses[:count].clone()  # (count,) kept past the next replay
-        m.last_loss = losses[-1]
-        opt.step()  # Lightning's hooks and one step count; params have no .grad, so SGD changes nothing
+        self._hooks_step(opt, losses[-1])
         for _ in range(count - 1):  # count the rest, as count optimizer steps would
             opt._on_before_step()
             opt._on_after_step()
