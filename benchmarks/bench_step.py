@@ -24,7 +24,7 @@ classes, batches of B = 200 drawn with replacement. Rows (``--rows``):
                     bar, CSV logger, checkpoint and plot callbacks) on a data module holding the same data, timed
                     between two training steps of one run (see bench_fit.py; one run per round)
     lightning_fit_k1          the same with --model.steps_per_call 1 (every step through Lightning's hooks)
-    cuda_graph      (CUDA) one SGD step replayed from a captured graph (torch_impl/cuda_graph_step.py), data and
+    cuda_graph      (CUDA) one SGD step replayed from a captured graph (train/step_blocks.py), data and
                     indices on the GPU
     lightning_fit_graph       (CUDA) fit with --model.cuda_graph true (16 steps per replay)
     lightning_fit_graph_k1    (CUDA) fit with --model.cuda_graph true --model.steps_per_call 1
@@ -50,8 +50,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import reference_numpy.neural_net as ref  # noqa: E402
 from torch_impl.autograd_twin import two_layer_loss_autograd  # noqa: E402
-from torch_impl.cuda_graph_step import GraphedSGDSteps  # noqa: E402
-from torch_impl.fast_step import make_sgd  # noqa: E402
+from torch_impl.backward_ops import make_sgd  # noqa: E402
+from torch_impl.cuda_graph import GraphedSGDSteps  # noqa: E402
 from torch_impl.fused_step import fused_sgd_step  # noqa: E402
 from torch_impl.neural_net import TwoLayerLoss, TwoLayerNet  # noqa: E402
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from torch_impl.lightning_module import TwoLayerNetModule
 from train.cli import run_cli
 from train.data import DigitsDataModule
+from train.module import TwoLayerNetModule
 
 pytestmark = pytest.mark.lightning
 

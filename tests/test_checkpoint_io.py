@@ -180,8 +180,8 @@ def test_trainer_saves_through_the_plugin_and_names_a_truncated_resume(tmp_path)
 ])
 def test_last_checkpoint_saves_when_a_step_block_crosses_a_multiple(monkeypatch, tmp_path, steps_per_call, want):
     from tests.blobs import BlobsDataModule
-    from torch_impl.lightning_module import TwoLayerNetModule
     from train.checkpoint_io import LastCheckpoint
+    from train.module import TwoLayerNetModule
 
     saved = []
     monkeypatch.setattr(LastCheckpoint, "_save_last_checkpoint", lambda self, trainer, _: saved.append(

@@ -7,9 +7,9 @@ Run: ``.venv/bin/python -m pytest tests/test_cli_progress_bar.py -q`` (the CLI i
 import pytest
 from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 
-from torch_impl.lightning_module import TwoLayerNetModule
 from train.cli import DEFAULT_CONFIG, PROGRESS_BAR_REFRESH_RATE, TwoLayerCLI
 from train.data import ArrayDataModule
+from train.module import TwoLayerNetModule
 
 pytestmark = [pytest.mark.lightning,  # run=False CLIs built inside pytest, whose own argv LightningCLI notices:
               pytest.mark.filterwarnings("ignore:LightningCLI.s args parameter is intended")]

@@ -10,13 +10,14 @@ import lightning as L
 import pytest
 import torch
 
-import torch_impl.cuda_graph_step as cuda_graph_step
+import train.step_blocks as step_blocks
 from tests.blobs import BlobsDataModule, one_thread  # noqa: F401 (fixture)
 from tests.helpers import CUDA, FLOAT32_TOL, FLOAT64_TOL, assert_close_report
-from torch_impl.cuda_graph_step import GraphedSGDSteps, StepBlockRunner
+from torch_impl.cuda_graph import GraphedSGDSteps
 from torch_impl.fused_step import fused_sgd_step
-from torch_impl.lightning_module import TwoLayerNetModule
 from train.divergence import DivergenceGuard, TrainingDiverged
+from train.module import TwoLayerNetModule
+from train.step_blocks import StepBlockRunner
 
 pytestmark = [pytest.mark.lightning, pytest.mark.usefixtures("one_thread")]
 # graph vs eager on the GPU: the same kernels but the update as addcmul_ by a device lr instead of foreach add_ with
@@ -79,7 +80,7 @@ def assert_same_run(a, b, tol):
 @pytest.mark.parametrize("steps_per_call", [2, 3])
 def test_steps_per_call_equals_one_step_per_call(monkeypatch, steps_per_call, momentum, lr_schedule):
     fused = []  # the steps fused_sgd_step ran: all but each block's last
-    monkeypatch.setattr(cuda_graph_step, "fused_sgd_step", lambda *a, **k: fused.append(1) or fused_sgd_step(*a, **k))
+    monkeypatch.setattr(step_blocks, "fused_sgd_step", lambda *a, **k: fused.append(1) or fused_sgd_step(*a, **k))
     eager = fit(momentum=momentum, lr_schedule=lr_schedule)
     assert not fused
     blocks = fit(momentum=momentum, lr_schedule=lr_schedule, steps_per_call=steps_per_call)
@@ -117,7 +118,7 @@ def test_steps_per_call_stops_at_max_steps_inside_a_block():
 
 def test_cuda_graph_on_cpu_runs_the_steps_eagerly(caplog):
     eager = fit(precision="32-true")
-    with caplog.at_level(logging.INFO, logger="torch_impl.cuda_graph_step"):
+    with caplog.at_level(logging.INFO, logger="train.step_blocks"):
         graph = fit(precision="32-true", cuda_graph=True, steps_per_call=4)
     assert "no CUDA device" in caplog.text
     assert not graph[0].block_runner.use_graph

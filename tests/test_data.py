@@ -11,8 +11,8 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from tests.helpers import assert_close_report
-from torch_impl.lightning_module import TwoLayerNetModule
 from train.data import ContiguousChunks, DigitsDataModule, SpiralDataModule, WithReplacementBatches, batch_indices
+from train.module import TwoLayerNetModule
 
 pytestmark = pytest.mark.lightning
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from tests.helpers import assert_close_report
-from torch_impl.cuda_graph_step import block_batch
+from train.step_blocks import block_batch
 
 pytestmark = [pytest.mark.lightning, pytest.mark.slow]
 

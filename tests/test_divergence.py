@@ -1,7 +1,7 @@
 """DivergenceGuard: a learning rate of 1e3 stops the run with one message; the checkpoints on disk stay finite.
 
 Run: ``.venv/bin/python -m pytest tests/test_divergence.py -q``. The module under test is a tiny LightningModule
-that follows the contract of torch_impl/lightning_module.py (TwoLayerNet in ``self.net``, manual optimization,
+that follows the contract of train/module.py (TwoLayerNet in ``self.net``, manual optimization,
 ``TwoLayerLoss.apply`` + ``manual_backward``, ``self.last_loss`` stored before the step).
 """
 import math

@@ -9,10 +9,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-import torch_impl.fast_step as fast_step
+import torch_impl.backward_ops as backward_ops
 from tests.helpers import CUDA, FLOAT32_TOL, FLOAT64_TOL, assert_close_report
 from torch_impl.autograd_twin import softmax_loss_and_grad_autograd, two_layer_loss_and_grads_autograd
-from torch_impl.fast_step import make_sgd, reg_plus_mm
+from torch_impl.backward_ops import make_sgd, reg_plus_mm
 from torch_impl.neural_net import TwoLayerLoss, TwoLayerNet, two_layer_loss
 from torch_impl.softmax import SoftmaxLoss, softmax_loss_vectorized
 
@@ -106,7 +106,7 @@ def test_tensor_upstream_path_equals_float_path(monkeypatch):
     """The CUDA path (grad_loss kept a tensor, no host sync), forced on CPU, gives the same gradients."""
     X, y, p = two_layer_case(5, 12, 7, 6, 4, torch.float64)
     expected_loss, expected = function_grads(p, X, y, 0.4, -1.5)
-    monkeypatch.setattr(fast_step, "upstream_scale", lambda g: g)
+    monkeypatch.setattr(backward_ops, "upstream_scale", lambda g: g)
     monkeypatch.setattr("torch_impl.neural_net.upstream_scale", lambda g: g)
     loss, grads = function_grads(p, X, y, 0.4, -1.5)
     assert_same(loss, grads, expected_loss, expected, torch.float64)

@@ -153,7 +153,7 @@ def test_load_params_rejects_files_that_are_not_this_net(tmp_path):
 @pytest.mark.lightning
 def test_module_checkpoint_keys_are_what_export_reads(numpy_net, tmp_path):
     """The real TwoLayerNetModule's state_dict, saved as Lightning does, exports to the same weights."""
-    from torch_impl.lightning_module import TwoLayerNetModule
+    from train.module import TwoLayerNetModule
 
     module = TwoLayerNetModule(input_size=8, num_classes=4, hidden_size=16, init_seed=3)
     assert sorted(module.state_dict()) == sorted(f"net.{n}" for n in NAMES)

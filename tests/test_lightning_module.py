@@ -8,7 +8,8 @@ import torch
 
 from tests.blobs import BlobsDataModule, one_thread  # noqa: F401 (fixture)
 from tests.helpers import CUDA, assert_close_report
-from torch_impl.lightning_module import EpochDecay, TwoLayerNetModule
+from train.module import TwoLayerNetModule
+from train.schedule import EpochDecay
 
 pytestmark = [pytest.mark.lightning, pytest.mark.usefixtures("one_thread")]
 

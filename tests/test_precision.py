@@ -18,8 +18,8 @@ import torch
 
 from tests.helpers import CUDA, assert_close_report
 from torch_impl.autograd_twin import two_layer_loss_and_grads_autograd
-from torch_impl.lightning_module import TwoLayerNetModule
 from train.data import DigitsDataModule
+from train.module import TwoLayerNetModule
 
 pytestmark = pytest.mark.lightning
 

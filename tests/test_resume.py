@@ -23,9 +23,9 @@ import pytest
 import torch
 
 from tests.helpers import assert_close_report
-from torch_impl.lightning_module import TwoLayerNetModule
 from train.cli import run_cli
 from train.data import WithReplacementBatches
+from train.module import TwoLayerNetModule
 
 pytestmark = [pytest.mark.lightning, pytest.mark.slow]
 

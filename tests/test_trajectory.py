@@ -15,8 +15,8 @@ import torch
 
 from reference_numpy.neural_net import TwoLayerNet as NumpyTwoLayerNet
 from tests.helpers import CUDA, assert_close_report
-from torch_impl.lightning_module import TwoLayerNetModule
 from train.data import ArrayDataModule, ArraySplits, batch_indices
+from train.module import TwoLayerNetModule
 
 pytestmark = [pytest.mark.lightning, pytest.mark.equivalence]
 

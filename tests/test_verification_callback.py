@@ -11,10 +11,10 @@ import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger
 
-from torch_impl.lightning_module import TwoLayerNetModule
 from torch_impl.neural_net import TwoLayerLoss
 from train.cli import run_cli
 from train.data import DigitsDataModule
+from train.module import TwoLayerNetModule
 from train.verification_callback import GradientVerification, GradientVerificationError
 
 pytestmark = [pytest.mark.verify, pytest.mark.lightning]

@@ -19,7 +19,7 @@ optimizer's state (and a checkpoint of it) is the same whichever path ran.
 
 No autograd, so no ``.grad``: DDP's all-reduce, a GradScaler, gradient clipping and callbacks that read
 gradients see nothing of this step. TwoLayerNetModule therefore runs it only inside a step block, on one device
-in 32/64-bit precision with grad_mode "manual" (torch_impl/cuda_graph_step.py, StepBlockRunner; a block's last
+in 32/64-bit precision with grad_mode "manual" (train/step_blocks.py, StepBlockRunner; a block's last
 step goes through the engine when a callback declares ``needs_grads``); every other step goes through
 TwoLayerLoss.apply and the engine. tests/test_fused_step.py proves the two equal.
 """
@@ -28,7 +28,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from torch_impl.fast_step import scaled_dscores
+from torch_impl.backward_ops import scaled_dscores
 from torch_impl.validation import check_two_layer_inputs
 
 

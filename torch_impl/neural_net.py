@@ -17,7 +17,7 @@ Backpropagation, with dS2 from formula (4) of torch_impl/softmax.py:
 
 The loss uses the stable log-sum-exp form (see torch_impl/softmax.py). The parameters keep the NumPy layout
 (W1: (D, H), not nn.Linear's (H, D)). The NumPy class's ``train`` is not mirrored here: nn.Module.train(mode)
-switches training mode, and training is the Lightning module's job (torch_impl/lightning_module.py).
+switches training mode, and training is the Lightning module's job (train/module.py).
 """
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from torch_impl.fast_step import reg_plus_mm, scaled_dscores, upstream_scale
+from torch_impl.backward_ops import reg_plus_mm, scaled_dscores, upstream_scale
 from torch_impl.validation import check_net_sizes, check_two_layer_inputs
 
 

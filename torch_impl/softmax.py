@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from torch_impl.fast_step import reg_plus_mm, scaled_dscores, upstream_scale
+from torch_impl.backward_ops import reg_plus_mm, scaled_dscores, upstream_scale
 from torch_impl.validation import check_softmax_inputs
 
 

@@ -37,7 +37,7 @@ class TrainingPlots(L.Callback):
         self.losses, self.train_acc, self.val_acc = [], [], []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if isinstance(outputs, dict):  # a step block returns every step's loss (torch_impl/lightning_module.py)
+        if isinstance(outputs, dict):  # a step block returns every step's loss (train/module.py)
             loss = outputs.get("step_losses", outputs.get("loss"))
         else:
             loss = outputs

@@ -17,7 +17,7 @@ checkpoints (last.ckpt and the best), a CSV log and the plots of train/callbacks
 Speed default: ``--model.steps_per_call 16`` runs 16 SGD steps per Lightning training_step (one step block; a
 block never spans two epochs), so trainer.global_step and max_steps count SGD steps while log_every_n_steps,
 val_check_interval and the progress bar count blocks; ``--model.steps_per_call 1`` gives one step per
-training_step, every step through the autograd Function and the optimizer (torch_impl/lightning_module.py).
+training_step, every step through the autograd Function and the optimizer (train/module.py).
 
 Reliability defaults (train/checkpoint_io.py, train/divergence.py):
 - checkpoints are written atomically (AtomicCheckpointIO, unless --trainer.plugins names another CheckpointIO);
@@ -44,11 +44,11 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 import train.data  # noqa: F401  (registers DigitsDataModule, SpiralDataModule for --data SHORT_NAME)
-from torch_impl.lightning_module import TwoLayerNetModule
 from train.callbacks import PredictionsCSV, TrainingPlots
 from train.checkpoint_io import AtomicCheckpointIO, LastCheckpoint, find_last_checkpoint
 from train.data import ArrayDataModule
 from train.divergence import DivergenceGuard, TrainingDiverged
+from train.module import TwoLayerNetModule
 from train.verification_callback import GradientVerificationError
 
 try:  # the image data modules (CIFAR10DataModule, ImageFolderDataModule), when present

@@ -26,7 +26,7 @@ import lightning as L
 import torch
 
 from torch_impl.autograd_twin import two_layer_loss_and_grads_autograd
-from torch_impl.cuda_graph_step import block_batch
+from train.step_blocks import block_batch
 
 PARAMS = ("W1", "b1", "W2", "b2")
 
@@ -38,7 +38,7 @@ class GradientVerificationError(RuntimeError):
 class GradientVerification(L.Callback):
     """every_n_steps: check every N optimizer steps (step 0 included); tolerance: max relative error allowed."""
 
-    needs_grads = True  # tells step blocks (torch_impl/cuda_graph_step.py) to run their last step through backward
+    needs_grads = True  # tells step blocks (train/step_blocks.py) to run their last step through backward
 
     def __init__(self, every_n_steps: int = 10, tolerance: float = 1e-4):
         if not isinstance(every_n_steps, int) or every_n_steps < 1:

@@ -19,7 +19,7 @@ included (so the second step already runs at lr * decay, and non-integer N / B d
 
 ``steps_per_call`` K > 1 runs K SGD steps per training_step on a step block of the data module (fewer Lightning
 steps and hooks per SGD step); ``cuda_graph=True`` replays those K steps from one captured CUDA graph
-(torch_impl/cuda_graph_step.py; on a CPU the steps run eagerly). trainer.global_step and max_steps count SGD steps
+(train/step_blocks.py; on a CPU the steps run eagerly). trainer.global_step and max_steps count SGD steps
 either way; with K > 1, logging (train/loss, lr: the block's last step), val_check_interval and log_every_n_steps
 count training_steps. train/loss and lr are logged only on the training_steps whose step metrics Lightning writes
 (every log_every_n_steps-th, see ``_logs_this_step``) and on each epoch's last batch; the loss history plot
@@ -29,9 +29,7 @@ steps with torch_impl/fused_step.py (no autograd, the update fused into the GEMM
 ``python -m train fit`` defaults to ``steps_per_call`` 16 (train/cli.py), while the module's own default stays 1,
 every step through the front door above.
 """
-import math
 import random
-from fractions import Fraction
 from typing import Literal
 
 import lightning as L
@@ -40,37 +38,10 @@ import torch
 from torchmetrics.classification import MulticlassAccuracy
 
 from torch_impl.autograd_twin import two_layer_loss_autograd
-from torch_impl.cuda_graph_step import StepBlockRunner, block_batch
 from torch_impl.neural_net import TwoLayerLoss, TwoLayerNet
 from torch_impl.validation import check_nonnegative_float, check_positive_float, check_positive_int
-
-
-class EpochDecay:
-    """LambdaLR factor ``decay ** (number of decays in the first n steps)``, a picklable callable.
-
-    schedule "epoch": a decay after every ``steps_per_epoch`` = ceil(N / B) steps -> n // steps_per_epoch.
-    schedule "cs231n": a decay after step i whenever ``i % max(N / B, 1) == 0`` (Python float modulo, exact).
-    For integers i that holds iff i is a multiple of p, the numerator of the float N / B as an exact fraction
-    p / q in lowest terms (i = k p / q needs q | k); so the count is ceil(n / p).
-    """
-
-    def __init__(self, decay, num_train, batch_size, schedule):
-        if schedule not in ("epoch", "cs231n"):
-            raise ValueError(f"lr_schedule must be 'epoch' or 'cs231n', got {schedule!r}")
-        self.decay, self.schedule = decay, schedule
-        if schedule == "epoch":
-            self.period = math.ceil(num_train / batch_size)
-        else:
-            self.period = Fraction(max(num_train / batch_size, 1)).numerator
-
-    def num_decays(self, n):
-        """How many decays happened in steps 0 .. n - 1."""
-        if self.schedule == "epoch":
-            return n // self.period
-        return -(-n // self.period)  # ceil(n / p): steps 0, p, 2p, ... below n
-
-    def __call__(self, n):
-        return self.decay ** self.num_decays(n)
+from train.schedule import EpochDecay
+from train.step_blocks import StepBlockRunner, block_batch
 
 
 class TwoLayerNetModule(L.LightningModule):
