@@ -17,9 +17,17 @@ Backpropagation, with dS2 from formula (4) of reference_numpy/softmax.py:
 
 The loss keeps the article's ``-log(softmax[y])``; see reference_numpy/softmax.py for where it overflows.
 """
+import warnings
+
 import numpy as np
 
-from reference_numpy.validation import check_net_sizes, check_train, check_two_layer_inputs
+from reference_numpy.validation import (
+    DivergenceWarning,
+    check_net_sizes,
+    check_train,
+    check_two_layer_inputs,
+    warn_diverged,
+)
 
 
 def two_layer_loss(X, y, W1, b1, W2, b2, reg):
@@ -99,39 +107,47 @@ class TwoLayerNet:
         ``it % iterations_per_epoch == 0``, it == 0 included, with the float epoch length
         ``max(num_train / batch_size, 1)``) the train accuracy of the current batch and the val accuracy are
         recorded and the learning rate is multiplied by ``learning_rate_decay``.
+        A diverging run goes on as cs231n's does: NaN/Inf losses are recorded, with one DivergenceWarning at the first.
         Returns {'loss_history', 'train_acc_history', 'val_acc_history'}.
         """
         check_train(self.params, X, y, X_val, y_val, learning_rate, learning_rate_decay, reg, num_iters, batch_size)
         num_train = X.shape[0]
         iterations_per_epoch = max(num_train / batch_size, 1)
 
+        diverged_at = None  # (iteration, loss, learning_rate) of the first NaN/Inf loss: one warning
         loss_history = []
         train_acc_history = []
         val_acc_history = []
-        for it in range(num_iters):
-            if sample_indices is None:
-                indices = np.random.choice(num_train, batch_size)  # with replacement
-            else:
-                indices = np.asarray(sample_indices(it))
-            X_batch = X[indices]  # (B, D)
-            y_batch = y[indices]  # (B,)
+        with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            warnings.simplefilter("ignore", DivergenceWarning)  # per call; the run warns once, below
+            for it in range(num_iters):
+                if sample_indices is None:
+                    indices = np.random.choice(num_train, batch_size)  # with replacement
+                else:
+                    indices = np.asarray(sample_indices(it))
+                X_batch = X[indices]  # (B, D)
+                y_batch = y[indices]  # (B,)
 
-            loss, grads = self.loss(X_batch, y=y_batch, reg=reg)
-            loss_history.append(loss)
-            # [bridge:net-update]
-            for name in self.params:
-                self.params[name] -= learning_rate * grads[name]  # the SGD update
-            # [/bridge:net-update]
+                loss, grads = self.loss(X_batch, y=y_batch, reg=reg)
+                loss_history.append(loss)
+                if diverged_at is None and not np.isfinite(loss):
+                    diverged_at = (it, loss, learning_rate)
+                # [bridge:net-update]
+                for name in self.params:
+                    self.params[name] -= learning_rate * grads[name]  # the SGD update
+                # [/bridge:net-update]
 
-            if verbose and it % 100 == 0:
-                print(f"iteration {it} / {num_iters}: loss {loss:f}")
+                if verbose and it % 100 == 0:
+                    print(f"iteration {it} / {num_iters}: loss {loss:f}")
 
-            if it % iterations_per_epoch == 0:
-                train_acc = (self.predict(X_batch) == y_batch).mean()
-                val_acc = (self.predict(X_val) == y_val).mean()
-                train_acc_history.append(train_acc)
-                val_acc_history.append(val_acc)
-                learning_rate *= learning_rate_decay
+                if it % iterations_per_epoch == 0:
+                    train_acc = (self.predict(X_batch) == y_batch).mean()
+                    val_acc = (self.predict(X_val) == y_val).mean()
+                    train_acc_history.append(train_acc)
+                    val_acc_history.append(val_acc)
+                    learning_rate *= learning_rate_decay
+        if diverged_at is not None:
+            warn_diverged("TwoLayerNet.train", *diverged_at, reg)
 
         return {
             "loss_history": loss_history,
@@ -149,12 +165,16 @@ class TwoLayerNet:
             np.savez(f, **{name: np.asarray(p, dtype=np.float64) for name, p in self.params.items()})
 
     def load_params(self, path):
-        """Replace ``self.params`` by the ones in ``path`` (from save_params or ``python -m train export``).
-
-        The sizes come from the file, so ``TwoLayerNet(1, 1, 1).load_params(path)`` is a complete net.
-        """
+        """Replace ``self.params`` by the ones in ``path`` (from save_params or ``python -m train export``)."""
         self.params = self.read_params(path)
         return self
+
+    @classmethod
+    def from_npz(cls, path):
+        """A net with the parameters in the .npz ``path``, sizes from the file; draws nothing from NumPy's RNG."""
+        net = cls.__new__(cls)  # skips __init__, whose random init would advance np.random's global state
+        net.params = cls.read_params(path)
+        return net
 
     @staticmethod
     def read_params(path):

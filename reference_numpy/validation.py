@@ -8,18 +8,30 @@ Usage (one call line at the top of each public function, so the article's code b
     check_train(params, X, y, X_val, y_val, learning_rate, ...)           # TwoLayerNet.train
 
 What the reference checks, and why it stays faithful: shapes (X (N, D) with N > 0, W (D, C) / W1 (D, H), b1 (H,),
-W2 (H, C), b2 (C,)), labels (1-D, integer, length N, in [0, C)), NaN/Inf in X and the parameters, reg finite and
->= 0, sizes and training hyperparameters > 0. Every check is one pass over the inputs at most (the cost of reading
-them once, small next to the matrix products), and each function's body is unchanged. NumPy has no devices and
-upcasts mixed dtypes, so dtype/device mixing is a torch-only check (torch_impl/validation.py, same function names).
-A diverged NumPy run (learning rate too high) therefore stops at the next step with "W1 ... contains NaN".
+W2 (H, C), b2 (C,)), labels (1-D, integer, length N, in [0, C)), NaN/Inf in X, reg finite and >= 0, sizes and
+training hyperparameters > 0. Every check is one pass over the inputs at most (the cost of reading them once, small
+next to the matrix products), and each function's body is unchanged. NumPy has no devices and upcasts mixed dtypes,
+so dtype/device mixing is a torch-only check (torch_impl/validation.py, same function names).
+
+NaN/Inf in the parameters is what a diverged run leaves behind, not a caller's mistake, so the reference behaves like
+cs231n's code: the loss and scores come out NaN/Inf and it goes on. A direct call warns (``DivergenceWarning``, once
+per call site); ``TwoLayerNet.train`` and ``LinearClassifier.train`` record the NaN/Inf in ``loss_history`` and warn
+once per run with ``warn_diverged``.
 """
 import math
 import numbers
+import warnings
 
 import numpy as np
 
-DIVERGED_HINT = "a diverged run (learning rate too high, or reg too low) produces this"
+# Plain SGD multiplies W by (1 - 2 lr reg) before adding the data gradient: at a high learning rate a larger reg
+# makes that factor more negative, so raising reg makes divergence worse, not better.
+DIVERGED_HINT = ("a diverged run produces this: lower learning_rate, or reg (each SGD step multiplies W by "
+                 "1 - 2*learning_rate*reg, which flips sign and grows once learning_rate*reg > 1)")
+
+
+class DivergenceWarning(RuntimeWarning):
+    """The parameters or the loss hold NaN/Inf: a diverged run, whose results are NaN/Inf as in cs231n's code."""
 
 
 def check_positive_int(name, value):
@@ -66,14 +78,36 @@ def check_array(name, a, ndim, what):
 
 
 def check_finite_arrays(**arrays):
-    """Each keyword argument an array; raises for the first one holding NaN or Inf, counting both."""
+    """Each keyword argument a data array; raises for the first one holding NaN or Inf, counting both."""
     for name, a in arrays.items():
         finite = np.isfinite(a)  # same shape as a
         if not finite.all():
             first = tuple(int(i) for i in np.argwhere(~finite)[0])
             raise ValueError(f"{name}: got {describe(a)} with {int(np.isnan(a).sum())} NaN and "
                              f"{int(np.isinf(a).sum())} Inf entries (first at index {first}); expected finite "
-                             f"values ({DIVERGED_HINT})")
+                             f"values")
+
+
+def warn_nonfinite_params(**params):
+    """Each keyword argument a parameter array; warns (DivergenceWarning) for the first one holding NaN or Inf."""
+    for name, a in params.items():
+        if not np.isfinite(a).all():
+            warnings.warn(f"{name}: holds NaN/Inf, so the results are NaN/Inf ({DIVERGED_HINT})", DivergenceWarning,
+                          stacklevel=4)  # warn_nonfinite_params <- check_* <- the loss function <- its caller
+            return
+
+
+def warn_diverged(where, iteration, loss, learning_rate, reg):
+    """The one warning a training loop gives when its loss first turns NaN/Inf; the loop goes on, as cs231n's does."""
+    shrink = 1 - 2 * learning_rate * reg  # the factor each SGD step applies to W through the reg term
+    if learning_rate * reg > 1:  # shrink < -1: the reg term alone flips and grows W
+        hint = (f"each SGD step multiplies W by 1 - 2*learning_rate*reg = {shrink:g}, which grows it: lower "
+                f"learning_rate or reg (raising reg makes it worse)")
+    else:
+        hint = "lower learning_rate"
+    warnings.warn(f"{where}: loss {loss} at iteration {iteration} (learning_rate {learning_rate:g}, reg {reg:g}); "
+                  f"the run diverged and goes on recording NaN/Inf in loss_history; {hint}", DivergenceWarning,
+                  stacklevel=3)
 
 
 def check_labels(name, y, num_rows, num_classes, rows_of="X"):
@@ -105,12 +139,13 @@ def check_reg(reg):
 
 
 def check_softmax_inputs(W, X, y, reg):
-    """W: (D, C); X: (N, D), N >= 1; y: (N,) integers in [0, C); reg >= 0; X and W finite."""
+    """W: (D, C); X: (N, D), N >= 1, finite; y: (N,) integers in [0, C); reg >= 0. W with NaN/Inf warns."""
     check_array("W", W, 2, "(D, C)")
     check_rows("X", X, W.shape[0], f"W {W.shape}")
     check_labels("y", y, X.shape[0], W.shape[1])
     check_reg(reg)
-    check_finite_arrays(X=X, W=W)
+    check_finite_arrays(X=X)
+    warn_nonfinite_params(W=W)
 
 
 def check_two_layer_params(W1, b1, W2, b2):
@@ -130,14 +165,16 @@ def check_two_layer_params(W1, b1, W2, b2):
 
 
 def check_two_layer_inputs(X, y, W1, b1, W2, b2, reg):
-    """X: (N, D), N >= 1; y: (N,) integers in [0, C) or None; W1 (D, H), b1 (H,), W2 (H, C), b2 (C,); reg >= 0."""
+    """X: (N, D), N >= 1, finite; y: (N,) integers in [0, C) or None; W1 (D, H), b1 (H,), W2 (H, C), b2 (C,);
+    reg >= 0. Parameters with NaN/Inf warn."""
     check_array("X", X, 2, "(N, D)")
     check_two_layer_params(W1, b1, W2, b2)
     check_rows("X", X, W1.shape[0], f"W1 {W1.shape}")
     if y is not None:
         check_labels("y", y, X.shape[0], W2.shape[1])
     check_reg(reg)
-    check_finite_arrays(X=X, W1=W1, b1=b1, W2=W2, b2=b2)
+    check_finite_arrays(X=X)
+    warn_nonfinite_params(W1=W1, b1=b1, W2=W2, b2=b2)
 
 
 def check_net_sizes(input_size, hidden_size, output_size, std):

@@ -1,6 +1,7 @@
 """The NumPy reference against itself, centred finite differences, and cs231n's published toy-model numbers."""
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from reference_numpy.gradient_check import (
 from reference_numpy.linear_classifier import LinearClassifier, Softmax
 from reference_numpy.neural_net import TwoLayerNet
 from reference_numpy.softmax import softmax_loss_naive, softmax_loss_vectorized
+from reference_numpy.validation import DivergenceWarning
 from tests.helpers import assert_close_report
 
 # cs231n two_layer_net.ipynb: the toy model's expected scores and loss (reg=0.05).
@@ -181,6 +183,49 @@ def test_softmax_classifier_learns_separable_data():
     assert (clf.predict(X) == y).mean() > 0.95
     with pytest.raises(NotImplementedError):
         LinearClassifier().train(X, y, num_iters=1)
+
+
+@pytest.mark.softmax
+def test_a_diverging_grid_cell_records_inf_and_goes_on():
+    """cs231n's softmax grid at lr 3e-5: reg 5e4 gives the factor 1 - 2 lr reg = -2 (diverges), reg 2.5e4 -0.5."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((100, 20)), rng.integers(0, 5, size=100)
+    np.random.seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the stable cell warns about nothing
+        stable = Softmax().train(X, y, learning_rate=3e-5, reg=2.5e4, num_iters=60, batch_size=20)
+    np.random.seed(0)
+    with pytest.warns(DivergenceWarning) as record:
+        diverged = Softmax().train(X, y, learning_rate=3e-5, reg=5e4, num_iters=60, batch_size=20)
+    assert np.all(np.isfinite(stable))
+    assert len(diverged) == 60 and not np.isfinite(diverged[-1])  # recorded, not raised
+    assert len(record) == 1, [str(w.message) for w in record]
+    message = str(record[0].message)
+    assert message.startswith("Softmax.train: loss ") and "1 - 2*learning_rate*reg = -2" in message, message
+    assert "lower learning_rate or reg" in message, message
+
+
+@pytest.mark.two_layer
+def test_two_layer_train_records_nan_and_goes_on():
+    net = toy_model()
+    X, y = toy_data()
+    with pytest.warns(DivergenceWarning, match=r"^TwoLayerNet.train: .*; lower learning_rate$"):
+        stats = net.train(X, y, X, y, learning_rate=1e3, reg=0.0, num_iters=20)
+    assert len(stats["loss_history"]) == 20 and not np.isfinite(stats["loss_history"][-1])
+    assert len(stats["val_acc_history"]) == 20  # accuracy still recorded, as cs231n does
+
+
+@pytest.mark.two_layer
+def test_from_npz_reads_the_sizes_and_leaves_the_global_rng_alone(tmp_path):
+    toy_model().save_params(tmp_path / "toy.npz")
+    np.random.seed(5)
+    state = np.random.get_state()
+    net = TwoLayerNet.from_npz(tmp_path / "toy.npz")
+    after = np.random.get_state()
+    assert after[0] == state[0] and np.array_equal(after[1], state[1]) and after[2:] == state[2:]
+    for name, p in toy_model().params.items():
+        assert_close_report(name, net.params[name], p, rtol=0, atol=0)
+    assert np.array_equal(net.predict(toy_data()[0]), np.argmax(CS231N_SCORES, axis=1))
 
 
 def test_gradient_check_tools():
