@@ -35,6 +35,7 @@ from typing import Literal
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torchmetrics.classification import MulticlassAccuracy
 
 from torch_impl.autograd_twin import two_layer_loss_autograd
@@ -101,7 +102,9 @@ class TwoLayerNetModule(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint):
-        """Restore the RNG states saved by on_save_checkpoint (a checkpoint without them is left as it is)."""
+        """Give the module its run's dtype before the checkpoint is copied into it (_take_checkpoint_dtype), then
+        restore the RNG states saved by on_save_checkpoint (a checkpoint without them is left as it is)."""
+        self._take_checkpoint_dtype(checkpoint)
         states = checkpoint.get("rng_states")
         if states is None:
             return
@@ -111,6 +114,26 @@ class TwoLayerNetModule(L.LightningModule):
         name, keys, *rest = states["numpy"]
         np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
         random.setstate(states["python"])
+
+    def _take_checkpoint_dtype(self, checkpoint):
+        """Convert the module to the dtype it will run in before load_state_dict copies the checkpoint into it, so
+        that copy is exact. With a trainer: its precision's dtype (Lightning restores a checkpoint before the
+        precision plugin converts the module, which is built in float32, so a 64-true checkpoint would be rounded
+        to float32 on the way in). Without one (load_from_checkpoint): the checkpoint's own dtype. A checkpoint
+        wider than the run's dtype (a 64-true one validated in 32-true) is rounded to it, with a warning."""
+        saved = {t.dtype for key, t in checkpoint.get("state_dict", {}).items()
+                 if key.startswith("net.") and isinstance(t, torch.Tensor) and t.is_floating_point()}
+        if self._trainer is None:
+            if len(saved) == 1:
+                self.to(saved.pop())
+            return
+        self.trainer.precision_plugin.convert_module(self)  # 64-true: .double(); 32-true and the mixed: unchanged
+        run = self.net.W1.dtype
+        wider = sorted(str(d) for d in saved if torch.finfo(d).bits > torch.finfo(run).bits)
+        if wider:
+            rank_zero_warn(f"the checkpoint's parameters are {wider[0]} but trainer.precision "
+                           f"{self.trainer.precision} runs in {run}: they are rounded to {run} (pass the precision "
+                           "they were trained in, e.g. --trainer.precision 64-true, to keep every bit)")
 
     def forward(self, X):
         """X: (N, D) -> scores (N, C)."""
