@@ -165,11 +165,14 @@ class ContiguousChunks:
 
 
 class ArrayDataModule(L.LightningDataModule):
-    """Base of every data module here: subclasses implement ``load() -> ArraySplits``; this class loads once,
-    moves the splits to the training device in ``setup`` and serves sampled training batches.
+    """The base of every data module here: whole splits on the training device, batches drawn with replacement.
 
-    batch_size: examples per SGD step (drawn with replacement; the global batch under DDP, split across ranks);
-    seed: keys the batch sequence.
+    Subclasses implement ``load() -> ArraySplits``; this class loads once, moves the splits to the training device
+    in ``setup`` and serves sampled training batches.
+
+    Args:
+        batch_size: examples per SGD step, drawn with replacement (under DDP the global batch, split across ranks).
+        seed: keys the batch sequence (batch b of epoch e comes from a generator seeded with (seed, e, b)).
     """
 
     def __init__(self, batch_size: int = 200, seed: int = 0):
@@ -291,6 +294,13 @@ class DigitsDataModule(ArrayDataModule):
 
     A seeded permutation splits them into 1,297 train / num_val val / num_test test; the train mean image is
     subtracted. Features: (N, 64) float32; image_shape (1, 8, 8).
+
+    Args:
+        batch_size: examples per SGD step, drawn with replacement.
+        seed: keys the batch sequence.
+        num_val: validation images.
+        num_test: test images (0: no test split).
+        split_seed: seeds the permutation that splits the 1,797 images.
     """
 
     def __init__(self, batch_size: int = 200, seed: int = 0, num_val: int = 250, num_test: int = 250,
@@ -332,8 +342,16 @@ def make_spiral(num_per_class, num_classes, rng, noise=0.2):
 class SpiralDataModule(ArrayDataModule):
     """The cs231n "neural networks case study" spiral: num_classes arms x num_per_class points in 2-D.
 
-    Train is one seeded draw; val and test are one second, independent draw (same arms, new noise). The
+    Train, val and test are three independent draws from one seeded generator (same arms, new noise each). The
     features are used as they are (already centred): X (K*N, 2), no image_shape.
+
+    Args:
+        batch_size: examples per SGD step, drawn with replacement.
+        seed: keys the batch sequence.
+        num_per_class: points per arm, in each of train, val and test.
+        num_classes: arms (classes).
+        noise: standard deviation of the angle noise (the case study's 0.2).
+        data_seed: seeds the three draws.
     """
 
     def __init__(self, batch_size: int = 300, seed: int = 0, num_per_class: int = 100, num_classes: int = 3,
@@ -347,5 +365,6 @@ class SpiralDataModule(ArrayDataModule):
         rng = np.random.default_rng(self.data_seed)
         X_tr, y_tr = make_spiral(self.num_per_class, self.K, rng, self.noise)
         X_va, y_va = make_spiral(self.num_per_class, self.K, rng, self.noise)
-        return ArraySplits(X_tr, y_tr, X_va, y_va, X_va, y_va, image_shape=None,
+        X_te, y_te = make_spiral(self.num_per_class, self.K, rng, self.noise)
+        return ArraySplits(X_tr, y_tr, X_va, y_va, X_te, y_te, image_shape=None,
                            class_names=[f"arm {j}" for j in range(self.K)])

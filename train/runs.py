@@ -1,0 +1,81 @@
+"""A checkpoint's run: which run folder it belongs to, the settings it was trained with, the newest run.
+
+Every ``python -m train fit`` writes one run folder (the CSV logger's)::
+
+    lightning_logs/version_N/config.yaml              the run's whole configuration (model, data, trainer)
+    lightning_logs/version_N/checkpoints/last.ckpt    its newest state (plus the best one)
+
+so a checkpoint ``.../version_N/checkpoints/*.ckpt`` finds its run's settings in ``.../version_N/config.yaml``, and
+the model's own hyperparameters travel inside the checkpoint (``hyper_parameters``, Lightning's
+save_hyperparameters). train/cli.py uses these to test, validate, predict and export a checkpoint with the settings
+it was trained with, and to resume ``--ckpt_path last`` from a run of the same shapes.
+"""
+import glob
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+LOGS_ROOT = "lightning_logs"  # the CLI's CSVLogger: save_dir ".", name "lightning_logs"
+PARAM_KEYS = ("net.W1", "net.b1", "net.W2", "net.b2")  # TwoLayerNetModule's state_dict keys
+
+
+def read_checkpoint(path, argument="--ckpt_path"):
+    """The checkpoint dict at ``path`` (torch.load with weights_only: tensors and plain containers, never arbitrary
+    objects). A missing file, or a file that is not a Lightning checkpoint of TwoLayerNetModule (e.g. an .npz),
+    raises ValueError in one line naming ``argument``."""
+    where = f"{argument}: {str(path)!r}"
+    expected = "expected a Lightning checkpoint (.ckpt) of TwoLayerNetModule, e.g. " \
+               f"{LOGS_ROOT}/version_0/checkpoints/last.ckpt"
+    if not Path(path).is_file():
+        raise ValueError(f"{where}: no such file; {expected}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+        detail = next((line.strip() for line in str(err).splitlines() if "Unsupported global" in line), "")
+        raise ValueError(f"{where}: not a readable PyTorch checkpoint ({type(err).__name__}{': ' if detail else ''}"
+                         f"{detail}); {expected}") from err
+    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"{where}: has no 'state_dict'; {expected}")
+    missing = [k for k in PARAM_KEYS if k not in state]
+    if missing:
+        raise ValueError(f"{where}: not a TwoLayerNetModule checkpoint: its state_dict lacks {missing} "
+                         f"(it has {sorted(state)[:8]}); {expected}")
+    return ckpt
+
+
+def param_shapes(state_dict):
+    """{'W1': (D, H), 'b1': (H,), 'W2': (H, C), 'b2': (C,)} of a TwoLayerNetModule state_dict."""
+    return {key.removeprefix("net."): tuple(state_dict[key].shape) for key in PARAM_KEYS}
+
+
+def shape_text(shapes):
+    """'W1 (2, 100), W2 (100, 3)': the two shapes that fix D, H and C."""
+    return f"W1 {shapes['W1']}, W2 {shapes['W2']}"
+
+
+def run_dir_of(ckpt_path):
+    """The run folder of a checkpoint: version_N for version_N/checkpoints/x.ckpt, else the checkpoint's folder."""
+    folder = Path(ckpt_path).resolve().parent
+    return folder.parent if folder.name == "checkpoints" else folder
+
+
+def run_config_of(ckpt_path):
+    """The config.yaml of the checkpoint's run (written by fit beside checkpoints/), or None."""
+    config = run_dir_of(ckpt_path) / "config.yaml"
+    return config if config.is_file() else None
+
+
+def last_checkpoints(folders):
+    """Every last*.ckpt in ``folders``, newest (modification time) first, as absolute paths."""
+    found = {os.path.abspath(path) for folder in folders
+             for path in glob.glob(os.path.join(glob.escape(str(folder)), "last*.ckpt"))}
+    return sorted(found, key=os.path.getmtime, reverse=True)
+
+
+def run_checkpoint_folders(root=LOGS_ROOT):
+    """root/*/checkpoints: where the runs under a logger root keep their checkpoints."""
+    return glob.glob(os.path.join(glob.escape(str(root)), "*", "checkpoints"))
