@@ -100,7 +100,7 @@ class TrainingPlots(L.Callback):
     def plot_loss(self, path):
         fig, ax = new_figure((7, 4))
         if self.losses:
-            losses = torch.cat(self.losses).float().cpu()  # (steps,)
+            losses = torch.cat(self.losses).double().cpu()  # (steps,) float64: a 64-true run's losses as they are
             steps = torch.arange(self.first_step, self.first_step + losses.numel())  # global steps
             ax.plot(steps.numpy(), losses.numpy(), lw=0.8)
         title = "Loss history" if self.first_step == 0 else f"Loss history (resumed at step {self.first_step})"
