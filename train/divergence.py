@@ -36,12 +36,14 @@ the GradScaler skips steps with Inf gradients by design, so only the loss is che
 (DDP) the decision is all-reduced, so all ranks stop.
 """
 import math
+import os
 
 import lightning as L
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
 
 from torch_impl.validation import check_positive_int
+from train.step_blocks import steps_crossed
 
 
 class TrainingDiverged(RuntimeError):
@@ -98,8 +100,8 @@ class DivergenceGuard(L.Callback):
     def _sync_due(self, step):
         """Whether the step count, step + 1 after step ``step``, crossed a multiple of sync_every_n_steps since the
         last read: with K-step blocks the hook sees one step per block, so the multiple itself may never come."""
-        n, previous = self.sync_every_n_steps, step if self._synced_steps is None else self._synced_steps
-        if (step + 1) // n > previous // n:
+        previous = step if self._synced_steps is None else self._synced_steps
+        if steps_crossed(previous, step + 1, self.sync_every_n_steps):
             self._synced_steps = step + 1
             return True
         return False
@@ -163,12 +165,7 @@ class DivergenceGuard(L.Callback):
         return bad
 
     def _raise(self, trainer, pl_module, step, loss, grads, lr, what_happened):
-        hparams = getattr(pl_module, "hparams", {})
-        hint = "lower the learning rate or raise the regularization"
-        if "learning_rate" in hparams:
-            hint = f"lower --model.learning_rate (now {hparams['learning_rate']:g})"
-            if "reg" in hparams:
-                hint += f" or raise --model.reg (now {hparams['reg']:g})"
+        hint = divergence_hint(getattr(pl_module, "hparams", {}), lr)
         loss_text = "not recorded" if loss is None else f"{float(loss):g}"
         grad_text = ""
         if grads:
@@ -176,7 +173,7 @@ class DivergenceGuard(L.Callback):
             grad_text = f", gradient norm {norm:g}"
         self.diverged = TrainingDiverged(
             f"training diverged at step {step} (epoch {trainer.current_epoch}): loss {loss_text}{grad_text}, "
-            f"learning rate {lr:g}; {what_happened}; the last good checkpoint is kept; {hint}")
+            f"learning rate {lr:g}; {what_happened}; {kept_checkpoint_text(trainer)}; {hint}")
         raise self.diverged
 
     def on_train_epoch_end(self, trainer, pl_module):
@@ -197,3 +194,30 @@ class DivergenceGuard(L.Callback):
         # one isfinite pass per parameter per save; on an accelerator reached only if a step was not checked
         self.check_parameters(trainer, pl_module, "; caught when a checkpoint was about to be written",
                               collective=False)  # a save may run on one rank only
+
+
+def divergence_hint(hparams, lr):
+    """What to change. At a step size lr, SGD's L2 term multiplies W by (1 - 2 lr reg) every step: above
+    2 lr reg = 1 that factor is negative (W flips sign each step) and beyond 2 it grows |W|, so a strong reg makes
+    a high lr diverge faster; then lowering reg (or lr) helps, raising reg would not."""
+    if "learning_rate" not in hparams:
+        return "lower the learning rate"
+    hint = f"lower --model.learning_rate (now {hparams['learning_rate']:g})"
+    reg = hparams.get("reg")
+    if reg is not None and math.isfinite(lr) and 2 * lr * reg > 1:
+        hint += (f", or lower --model.reg (now {reg:g}): at this learning rate the L2 term multiplies W by "
+                 f"1 - 2 lr reg = {1 - 2 * lr * reg:.3g} each step")
+    return hint
+
+
+def kept_checkpoint_text(trainer):
+    """'the last good checkpoint PATH is kept' when a checkpoint of this run (or the one it resumed from) exists,
+    else 'no checkpoint was written before it'."""
+    for name in ("last_model_path", "best_model_path"):  # last.ckpt first: the newest good state
+        paths = [getattr(cb, name, "") for cb in trainer.checkpoint_callbacks]
+        existing = [p for p in paths if p and os.path.isfile(p)]
+        if existing:
+            return f"the last good checkpoint {max(existing, key=os.path.getmtime)} is kept"
+    if trainer.ckpt_path and os.path.isfile(trainer.ckpt_path):
+        return f"the checkpoint it resumed from, {trainer.ckpt_path}, is kept"
+    return "no checkpoint was written before it"
