@@ -1,7 +1,7 @@
 """Entry point: ``python -m train SUBCOMMAND ...``.
 
     fit | validate | test | predict   LightningCLI (train/cli.py): --config, --print_config, dotted overrides
-    verify                            gradient verification (train/verify_cmd.py): python -m train verify --help
+    verify                            gradient verification, the same as python -m verify (verify/cli.py)
     export                            checkpoint -> .npz in the reference layout (train/export_cmd.py)
 
 verify and export are dispatched here, before LightningCLI, because they train nothing and take no Trainer.
@@ -12,7 +12,8 @@ EXTRA_HELP = """
 python -m train fit           trains the digits with configs/digits.yaml (val acc >= 0.97 in seconds);
                               a --config or --data replaces that file (configs/: digits, spiral, smoke, ...)
 Other subcommands (dispatched before LightningCLI):
-  verify              check gradients: the project's own, or yours with --target FILE.py:NAME
+  verify              check gradients: the project's own, yours (--target FILE[:NAME]) or a class's
+                      (--submissions DIR); the same as python -m verify
                       (python -m train verify --help)
   export              write a checkpoint's parameters as .npz in the NumPy reference's params layout
                       (python -m train export --help)
@@ -22,7 +23,7 @@ Other subcommands (dispatched before LightningCLI):
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "verify":
-        from train.verify_cmd import main as verify_main
+        from verify.cli import main as verify_main
 
         return verify_main(argv[1:])
     if argv and argv[0] == "export":

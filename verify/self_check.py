@@ -1,6 +1,6 @@
 """Gradient verification of the project itself: NumPy reference vs torch manual vs torch.autograd vs centred
-finite differences, on a fixed set of cases. The CLI is ``python -m train verify`` (train/verify_cmd.py);
-checking someone else's code (``--target``) lives in torch_impl/verify_targets.py.
+finite differences, on the softmax and two-layer cases of verify/cases.py. ``python -m verify`` without a target
+runs it; checking someone else's code lives in verify/checks.py.
 
 Usage::
 
@@ -30,6 +30,7 @@ from reference_numpy import neural_net as ref_net
 from reference_numpy import softmax as ref_softmax
 from reference_numpy.gradient_check import eval_numerical_gradient
 from torch_impl import autograd_twin, neural_net, softmax
+from verify.cases import softmax_cases, two_layer_cases
 
 FLOAT64_RTOL = 1e-10  # manual / NumPy vs autograd, float64
 FINITE_DIFF_RTOL = 1e-7  # centred differences with h = 1e-5, float64
@@ -108,73 +109,6 @@ def rows_to_json(rows):
     return out
 
 
-# ---- the fixed cases (float64 NumPy; shared with verify_targets.py, where each mistake must show) ----
-
-@dataclass
-class SoftmaxCase:
-    """W: (D, C), X: (N, D), y: (N,) int64, reg: L2 strength."""
-
-    name: str
-    W: np.ndarray
-    X: np.ndarray
-    y: np.ndarray
-    reg: float
-
-
-@dataclass
-class TwoLayerCase:
-    """X: (N, D), y: (N,) int64, params: {W1 (D, H), b1 (H,), W2 (H, C), b2 (C,)}, reg: L2 strength."""
-
-    name: str
-    X: np.ndarray
-    y: np.ndarray
-    params: dict
-    reg: float
-
-
-def softmax_cases():
-    """Random shapes, reg = 0 and > 0, N = 1, C = 2, and large logits (bias column: every score ~1e3 + O(1))."""
-    cases = []
-    for seed, (name, N, D, C, reg) in enumerate([("random", 9, 7, 5, 0.0), ("reg", 9, 7, 5, 0.4),
-                                                 ("N=1", 1, 6, 4, 0.2), ("C=2", 8, 5, 2, 0.2),
-                                                 ("large logits", 8, 6, 5, 0.0)]):
-        rng = np.random.default_rng(100 + seed)
-        W = 0.5 * rng.standard_normal((D, C))  # (D, C)
-        X = rng.standard_normal((N, D))  # (N, D)
-        if name == "large logits":
-            X[:, 0] = 1.0  # the bias trick: W[0] is added to every score
-            W[0] = 1000.0 + 0.5 * rng.standard_normal(C)  # common offset 1e3, small spread
-        y = rng.integers(0, C, size=N)  # (N,)
-        y[0] = 0  # with y[1] below: N > 1 cases have at least two labels
-        if N > 1:
-            y[1] = C - 1
-        cases.append(SoftmaxCase(name, W, X, y.astype(np.int64), reg))
-    return cases
-
-
-def two_layer_cases():
-    """As softmax_cases; the ReLU is active and inactive, and b1 moves S1 = X W1 + b1 across 0 for some units,
-    so a mask taken without the bias differs; every |S1| > 1e-3, so finite differences never straddle a kink."""
-    cases = []
-    for seed, (name, N, D, H, C, reg) in enumerate([("random", 9, 6, 8, 5, 0.0), ("reg", 9, 6, 8, 5, 0.3),
-                                                    ("N=1", 1, 5, 7, 4, 0.2), ("C=2", 8, 5, 6, 2, 0.2),
-                                                    ("large logits", 8, 6, 8, 5, 0.1)]):
-        rng = np.random.default_rng(200 + seed)
-        X = rng.standard_normal((N, D))  # (N, D)
-        p = {"W1": 0.5 * rng.standard_normal((D, H)), "b1": rng.standard_normal(H),
-             "W2": 0.5 * rng.standard_normal((H, C)), "b2": 0.3 * rng.standard_normal(C)}
-        if name == "large logits":
-            p["b2"] = 1000.0 + 0.5 * rng.standard_normal(C)  # common offset 1e3, small spread
-        S1 = X @ p["W1"] + p["b1"]  # (N, H)
-        p["b1"] = p["b1"] + np.where(np.abs(S1).min(axis=0) < 1e-3, 1e-2, 0.0)  # keep off the ReLU kink
-        y = rng.integers(0, C, size=N)
-        y[0] = 0
-        if N > 1:
-            y[1] = C - 1
-        cases.append(TwoLayerCase(name, X, y.astype(np.int64), p, reg))
-    return cases
-
-
 # ---- the self-check ----
 
 def _float32_tol(max_logit):
@@ -182,15 +116,16 @@ def _float32_tol(max_logit):
 
 
 def _softmax_rows(case, device, dtype, want_loss, want_dW):
-    W, X = (torch.as_tensor(a, dtype=dtype, device=device) for a in (case.W, case.X))
-    y = torch.as_tensor(case.y, device=device)
+    cW, cX, cy = (case.arrays[k] for k in ("W", "X", "y"))
+    W, X = (torch.as_tensor(a, dtype=dtype, device=device) for a in (cW, cX))
+    y = torch.as_tensor(cy, device=device)
     f64 = dtype == torch.float64
-    tol = FLOAT64_RTOL if f64 else _float32_tol(np.abs(case.X @ case.W).max())
+    tol = FLOAT64_RTOL if f64 else _float32_tol(np.abs(cX @ cW).max())
     label = f"softmax/{case.name} {str(dtype)[6:]} {device}"
     results = {}
     if f64 and device == "cpu":
-        results["numpy naive"] = ref_softmax.softmax_loss_naive(case.W, case.X, case.y, case.reg)
-        results["numpy vectorized"] = ref_softmax.softmax_loss_vectorized(case.W, case.X, case.y, case.reg)
+        results["numpy naive"] = ref_softmax.softmax_loss_naive(cW, cX, cy, case.reg)
+        results["numpy vectorized"] = ref_softmax.softmax_loss_vectorized(cW, cX, cy, case.reg)
     results["torch naive"] = softmax.softmax_loss_naive(W, X, y, case.reg)
     results["torch vectorized"] = softmax.softmax_loss_vectorized(W, X, y, case.reg)
     Wleaf = W.clone().requires_grad_(True)
@@ -202,23 +137,28 @@ def _softmax_rows(case, device, dtype, want_loss, want_dW):
         rows.append(compare(label, check, "loss", loss, want_loss, tol))
         rows.append(compare(label, check, "dW", dW, want_dW, tol))
     if f64 and device == "cpu":
-        f = lambda W_: ref_softmax.softmax_loss_vectorized(W_, case.X, case.y, case.reg)[0]
-        num = eval_numerical_gradient(f, case.W.copy(), verbose=False, h=1e-5)  # (D, C)
+        f = lambda W_: ref_softmax.softmax_loss_vectorized(W_, cX, cy, case.reg)[0]
+        num = eval_numerical_gradient(f, cW.copy(), verbose=False, h=1e-5)  # (D, C)
         rows.append(compare(label, "finite differences", "dW", num, want_dW, FINITE_DIFF_RTOL))
     return rows
 
 
+def _params(case):
+    return {k: case.arrays[k] for k in TWO_LAYER_PARAMS}
+
+
 def _two_layer_rows(case, device, dtype, want_loss, want_grads):
-    X = torch.as_tensor(case.X, dtype=dtype, device=device)
-    y = torch.as_tensor(case.y, device=device)
-    P = {k: torch.as_tensor(v, dtype=dtype, device=device) for k, v in case.params.items()}
+    cX, cy, cP = case.arrays["X"], case.arrays["y"], _params(case)
+    X = torch.as_tensor(cX, dtype=dtype, device=device)
+    y = torch.as_tensor(cy, device=device)
+    P = {k: torch.as_tensor(v, dtype=dtype, device=device) for k, v in cP.items()}
     f64 = dtype == torch.float64
-    scores = ref_net.two_layer_loss(case.X, None, *case.params.values(), case.reg)  # (N, C)
+    scores = ref_net.two_layer_loss(cX, None, *cP.values(), case.reg)  # (N, C)
     tol = FLOAT64_RTOL if f64 else _float32_tol(np.abs(scores).max())
     label = f"two_layer/{case.name} {str(dtype)[6:]} {device}"
     results = {}
     if f64 and device == "cpu":
-        results["numpy"] = ref_net.two_layer_loss(case.X, case.y, *case.params.values(), case.reg)
+        results["numpy"] = ref_net.two_layer_loss(cX, cy, *cP.values(), case.reg)
     results["torch two_layer_loss"] = neural_net.two_layer_loss(X, y, *P.values(), case.reg)
     leaves = {k: v.clone().requires_grad_(True) for k, v in P.items()}
     loss = neural_net.TwoLayerLoss.apply(X, y, *leaves.values(), case.reg)
@@ -230,8 +170,8 @@ def _two_layer_rows(case, device, dtype, want_loss, want_grads):
         rows += [compare(label, check, k, grads[k], want_grads[k], tol) for k in TWO_LAYER_PARAMS]
     if f64 and device == "cpu":
         for k in TWO_LAYER_PARAMS:
-            params = {n: v.copy() for n, v in case.params.items()}
-            f = lambda _, params=params: ref_net.two_layer_loss(case.X, case.y, *params.values(), case.reg)[0]
+            params = {n: v.copy() for n, v in cP.items()}
+            f = lambda _, params=params: ref_net.two_layer_loss(cX, cy, *params.values(), case.reg)[0]
             num = eval_numerical_gradient(f, params[k], verbose=False, h=1e-5)  # shape of params[k]
             rows.append(compare(label, "finite differences", k, num, want_grads[k], FINITE_DIFF_RTOL))
     return rows
@@ -242,14 +182,14 @@ def run_self_check(devices=("cpu",), dtypes=(torch.float64, torch.float32)):
     rows = []
     for case in softmax_cases():
         want_loss, want_dW = autograd_twin.softmax_loss_and_grad_autograd(
-            torch.as_tensor(case.W), torch.as_tensor(case.X), torch.as_tensor(case.y), case.reg)
+            *(torch.as_tensor(case.arrays[k]) for k in ("W", "X", "y")), case.reg)
         for device in devices:
             for dtype in dtypes:
                 rows += _softmax_rows(case, device, dtype, want_loss, want_dW)
     for case in two_layer_cases():
         want_loss, want_grads = autograd_twin.two_layer_loss_and_grads_autograd(
-            torch.as_tensor(case.X), torch.as_tensor(case.y),
-            *(torch.as_tensor(v) for v in case.params.values()), case.reg)
+            torch.as_tensor(case.arrays["X"]), torch.as_tensor(case.arrays["y"]),
+            *(torch.as_tensor(v) for v in _params(case).values()), case.reg)
         for device in devices:
             for dtype in dtypes:
                 rows += _two_layer_rows(case, device, dtype, want_loss, want_grads)

@@ -1,0 +1,19 @@
+"""The verification tool: is someone's cs231n code (or this project's) right? ``python -m verify --help``.
+
+Files in reading order:
+
+    cases.py        the fixed float64 cases of every kind (NumPy only)
+    kinds.py        cs231n's APIs of every course year, detected by name and signature
+    loading.py      importing a student's file as their course environment would; one-line import errors
+    _child.py       the child process: runs the student's code on the cases, records outputs and finite differences
+    sandbox.py      starts the children with limits (time, memory, output) and says how each ended
+    references.py   the course's definitions, differentiated by torch.autograd (float64)
+    hints.py        mistake models: which common mistake reproduces the wrong numbers
+    checks.py       the two questions per target (own loss, course definition), conventions, verdicts
+    report.py       text, JSON and CSV views
+    classroom.py    a folder of submissions at once, in parallel
+    self_check.py   the project's own implementations against autograd (python -m verify without a target)
+    cli.py          python -m verify (also python -m train verify)
+
+Importing this package imports nothing heavy: the child process uses it without torch.
+"""

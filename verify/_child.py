@@ -1,0 +1,377 @@
+"""The child process that runs someone's code: ``python -c "...verify._child.main()" JOB OUT WHERE [NAME]``.
+
+It imports NumPy and the student's file, never torch (unless the student's code does), runs every target found on
+the cases in JOB (an .npz written by the parent, read with allow_pickle=False), and writes each target's outputs
+to OUT/<name>.npz. It reports progress as JSON lines on a pipe ("loaded", "start", "done"), so the
+parent can give each target its own time limit. stdout and stderr are files the parent reads; stdin is closed.
+
+For every case it records the target's outputs (loss, gradients, scores, ...) and, for every parameter, centred
+finite differences of the target's *own* loss along a few directions: (L(p + h v) - L(p - h v)) / 2h. The parent
+compares them with the target's own gradient <g, v> and with torch.autograd; the child judges nothing.
+"""
+import json
+import os
+import resource
+import signal
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from verify.cases import Case
+from verify.kinds import KINDS, KNOWN_NAMES, Unsupported, binds, detect_kind, parameter_names
+from verify.loading import assignment_root, explain, import_target
+
+FD_STEP = 1e-5  # h of the centred differences (float64: truncation ~h^2, rounding ~eps |L| / h, both << 1e-6)
+FD_RANDOM_DIRECTIONS = 3  # plus the coordinate of the largest |gradient| entry
+OUTPUT_FILE_LIMIT = 64 * 2**20  # bytes any file the child writes may reach (its stdout and stderr included)
+
+
+class BadCall(Exception):
+    """The target raised, or returned something of the wrong type or shape: ``status`` ERROR or FAIL."""
+
+    def __init__(self, status, line):
+        super().__init__(line)
+        self.status, self.line = status, line
+
+
+def _is_tensor(x):
+    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+
+
+def as_array(value, quantity):
+    """A returned number/array/tensor as a float64 array; None stays None; anything else is a BadCall."""
+    if value is None:
+        return None
+    if _is_tensor(value):
+        return value.detach().cpu().double().numpy()
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number, np.ndarray)):
+        raise BadCall("FAIL", f"{quantity} is a {type(value).__name__}; expected a number or an array")
+    arr = np.asarray(value)
+    if not np.issubdtype(arr.dtype, np.number):
+        raise BadCall("FAIL", f"{quantity} has dtype {arr.dtype}; expected numbers")
+    return arr.astype(np.float64)
+
+
+class Runner:
+    """Calls one target of one kind; ``mode`` is "numpy" or "torch" (tensors in, for code written in torch)."""
+
+    def __init__(self, kind, obj, module, root):
+        self.kind, self.obj, self.module, self.root = KINDS[kind], obj, module, root
+        self.mode = "numpy"
+        self.forward = None
+        if self.kind.forward:
+            self.forward = getattr(module, self.kind.forward, None)
+            if not callable(self.forward):
+                raise BadCall("ERROR", f"{obj.__name__} needs {self.kind.forward} from the same file for its cache")
+
+    def _in(self, a):
+        """A fresh copy of a case array, as the target takes it."""
+        if self.mode == "torch":
+            import torch  # only for targets written in torch
+
+            return torch.tensor(a)
+        return np.array(a)
+
+    def _call(self, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except BaseException as e:  # SystemExit, KeyboardInterrupt and MemoryError too: one line, never a crash
+            status, line = explain(e, self.root)
+            raise BadCall(status, line) from None
+
+    # ---- building the net of a class target ----
+    def _net(self, case):
+        a = case.arrays
+        D, H, C = a["W1"].shape[0], a["W1"].shape[1], a["W2"].shape[1]
+        cls = self.obj
+        state = np.random.get_state()
+        try:
+            if self.kind.name == "two_layer":
+                net = self._call(cls, D, H, C, 1e-4) if binds(cls, D, H, C, 1e-4) else self._call(cls, D, H, C)
+            else:
+                kw = dict(input_dim=D, hidden_dim=H, num_classes=C, weight_scale=1e-3, reg=case.reg)
+                names = parameter_names(cls) or []
+                kw = {k: v for k, v in kw.items() if k in names} if binds(cls, **kw) or "input_dim" in names \
+                    else None
+                net = self._call(cls, **kw) if kw is not None else self._call(cls, D, H, C, 1e-3, case.reg)
+        finally:
+            np.random.set_state(state)
+        params = getattr(net, "params", None)
+        if not hasattr(params, "__getitem__") or not hasattr(params, "keys"):
+            raise BadCall("FAIL", "the instance has no params dict (keys W1, b1, W2, b2)")
+        if self.kind.name == "fc_net":
+            net.reg = case.reg
+        if _is_module(net):
+            net.to(dtype=sys.modules["torch"].float64)  # an nn.Module: verification runs in float64
+        self._set_params(net, {k: a[k] for k in ("W1", "b1", "W2", "b2")})
+        return net
+
+    def _set_params(self, net, values):
+        params = net.params
+        for k, v in values.items():
+            current = params[k] if k in params.keys() else None
+            if _is_tensor(current):
+                import torch
+
+                if isinstance(current, torch.nn.Parameter):  # an nn.Module's parameters: fill them in place
+                    with torch.no_grad():
+                        current.copy_(torch.as_tensor(v, dtype=current.dtype))
+                else:
+                    params[k] = torch.tensor(v)
+                self.mode = "torch"
+            else:
+                params[k] = np.array(v)
+
+    def _net_loss(self, net, case, X, y):
+        if self.kind.name == "two_layer":
+            return self._call(net.loss, X, y, reg=case.reg) if y is not None else self._call(net.loss, X)
+        return self._call(net.loss, X, y) if y is not None else self._call(net.loss, X)
+
+    # ---- one call: the outputs of every quantity ----
+    def outputs(self, case):
+        """({quantity: float64 array or None}, [names of inputs it changed])."""
+        k, a = self.kind.name, case.arrays
+        if k in ("softmax", "svm"):
+            args = [self._in(a[n]) for n in ("W", "X", "y")]
+            out = self._call(self.obj, *args, case.reg)
+            loss, dW = _pair(out, "(loss, dW)")
+            if np.ndim(as_array(loss, "loss")) == 2 and np.size(as_array(dW, "dW")) == 1:
+                raise BadCall("FAIL", "returned (dW, loss); the order is (loss, dW)")
+            return {"loss": as_array(loss, "loss"), "dW": as_array(dW, "dW")}, _changed(["W", "X", "y"], args, a)
+        if k in ("two_layer", "fc_net"):
+            net = self._net(case)
+            X, y = self._in(a["X"]), self._in(a["y"])
+            scores = self._net_loss(net, case, X, None)
+            out = self._net_loss(net, case, X, y)
+            changed = _changed(["X", "y"], [X, y], a)
+            changed += [f"self.params['{n}']" for n in ("W1", "b1", "W2", "b2")
+                        if not np.array_equal(_np(net.params[n]), a[n])]
+            if isinstance(out, (tuple, list)) and len(out) == 2 and isinstance(out[0], dict):
+                raise BadCall("FAIL", "returned (grads, loss); the order is (loss, grads)")
+            loss, grads = _pair(out, "(loss, grads)")
+            if grads is None:
+                grads = {}
+            if not hasattr(grads, "get"):
+                raise BadCall("FAIL", f"grads is a {type(grads).__name__}; expected a dict with keys W1, b1, W2, b2")
+            res = {"scores": as_array(scores, "scores"), "loss": as_array(loss, "loss")}
+            res.update({n: as_array(grads.get(n), n) for n in ("W1", "b1", "W2", "b2")})
+            return res, changed
+        if k in ("affine_forward", "affine_relu_forward", "relu_forward"):
+            args = [self._in(a[n]) for n in (("x",) if k == "relu_forward" else ("x", "w", "b"))]
+            out, _ = _pair(self._call(self.obj, *args), "(out, cache)")
+            return {"out": as_array(out, "out")}, _changed(["x", "w", "b"], args, a)
+        if k in ("affine_backward", "affine_relu_backward", "relu_backward"):
+            names = ("x",) if k == "relu_backward" else ("x", "w", "b")
+            args = [self._in(a[n]) for n in names]
+            _, cache = _pair(self._call(self.forward, *args), "(out, cache)", self.kind.forward)
+            dout = self._in(a["dout"])
+            res = self._call(self.obj, dout, cache)
+            if k == "relu_backward":
+                if isinstance(res, (tuple, list)) and len(res) == 1:
+                    res = res[0]
+                return {"dx": as_array(res, "dx")}, _changed(["dout"], [dout], a)
+            if not isinstance(res, (tuple, list)) or len(res) != 3:
+                raise BadCall("FAIL", f"returned {_what(res)}; expected (dx, dw, db)")
+            return ({q: as_array(v, q) for q, v in zip(("dx", "dw", "db"), res)},
+                    _changed(["dout"], [dout], a))
+        # softmax_loss, svm_loss
+        x, y = self._in(a["x"]), self._in(a["y"])
+        loss, dx = _pair(self._call(self.obj, x, y), "(loss, dx)")
+        return {"loss": as_array(loss, "loss"), "dx": as_array(dx, "dx")}, _changed(["x", "y"], [x, y], a)
+
+    # ---- the target's own loss, for finite differences ----
+    def own_loss(self, case):
+        """L(values) -> float: the target's own scalar loss at the case with some inputs replaced by values."""
+        k, a = self.kind.name, case.arrays
+        if k in ("softmax", "svm"):
+            return lambda v: _scalar(_pair(self._call(self.obj, self._in(v["W"]), self._in(a["X"]),
+                                                      self._in(a["y"]), case.reg), "(loss, dW)")[0])
+        if k in ("two_layer", "fc_net"):
+            net = self._net(case)
+
+            def loss(v):
+                self._set_params(net, {n: v.get(n, a[n]) for n in ("W1", "b1", "W2", "b2")})
+                return _scalar(_pair(self._net_loss(net, case, self._in(a["X"]), self._in(a["y"])), "")[0])
+            return loss
+        if k in ("softmax_loss", "svm_loss"):
+            return lambda v: _scalar(_pair(self._call(self.obj, self._in(v["x"]), self._in(a["y"])), "")[0])
+        names = ("x",) if k == "relu_backward" else ("x", "w", "b")
+
+        def inner(v):  # <forward(x, w, b), dout>: its gradient is what backward returns
+            out = _pair(self._call(self.forward, *(self._in(v.get(n, a[n])) for n in names)), "")[0]
+            return float(np.sum(as_array(out, "out") * a["dout"]))
+        return inner
+
+    def finite_differences(self, case, grads):
+        """{param: (fd values (k,), directions (k, *shape))} of the own loss; grads picks the coordinate."""
+        loss = self.own_loss(case)
+        rng = np.random.default_rng(7)
+        result = {}
+        for p, q in self.kind.params.items():
+            base = case.arrays[p]
+            dirs = [d / np.linalg.norm(d) for d in rng.standard_normal((FD_RANDOM_DIRECTIONS, *base.shape))]
+            g = grads.get(q)
+            if g is not None and g.shape == base.shape and np.all(np.isfinite(g)) and np.any(g):
+                e = np.zeros_like(base)
+                e[np.unravel_index(np.argmax(np.abs(g)), g.shape)] = 1.0
+                dirs.append(e)
+            fds = []
+            for v in dirs:
+                plus, minus = loss({p: base + FD_STEP * v}), loss({p: base - FD_STEP * v})
+                fds.append((plus - minus) / (2 * FD_STEP))
+            result[p] = (np.array(fds), np.array(dirs))
+        return result
+
+
+def _is_module(obj):
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.nn.Module)
+
+
+def _np(x):
+    return x.detach().cpu().double().numpy() if _is_tensor(x) else np.asarray(x)
+
+
+def _what(x):
+    return f"a {type(x).__name__}" + (f" of length {len(x)}" if isinstance(x, (tuple, list)) else "")
+
+
+def _pair(out, expected, who=None):
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        raise BadCall("FAIL", f"{who + ' ' if who else ''}returned {_what(out)}; expected a pair {expected}")
+    return out
+
+
+def _scalar(x):
+    a = as_array(x, "loss")
+    if a is None or a.size != 1:
+        raise BadCall("FAIL", "the loss is not a single number")
+    return float(a.reshape(()))
+
+
+def _changed(names, given, arrays):
+    return [n for n, g in zip(names, given) if n in arrays and not np.array_equal(_np(g), arrays[n])]
+
+
+def load_cases(job):
+    """{kind: [Case]} from the parent's .npz: keys "kind/i/name/array" plus "kind/i/name/reg"."""
+    data = np.load(job, allow_pickle=False)
+    cases = {}
+    for key in data.files:
+        kind, i, name, field = key.split("/")
+        bucket = cases.setdefault(kind, {}).setdefault(int(i), Case(name))
+        if field == "reg":
+            bucket.reg = float(data[key])
+        else:
+            bucket.arrays[field] = data[key]
+    return {k: [v[i] for i in sorted(v)] for k, v in cases.items()}
+
+
+def targets_in(module, name, kind_override):
+    """[(name, kind or None, error line or None)] for NAME, or for every known name the module defines."""
+    if name:
+        if not hasattr(module, name):
+            names = sorted(n for n in vars(module) if not n.startswith("_"))
+            raise BadCall("ERROR", f"defines no {name!r} (it defines: {', '.join(names[:20]) or 'nothing'})")
+        found = [(name, getattr(module, name))]
+    else:
+        found = [(n, getattr(module, n)) for n in KNOWN_NAMES if getattr(getattr(module, n, None), "__module__",
+                                                                         None) == module.__name__]
+        if not found:
+            raise BadCall("ERROR", "unsupported: no known target in this file; expected one of "
+                                   f"{', '.join(KNOWN_NAMES)} (or give FILE.py:NAME)")
+    out = []
+    for n, obj in found:
+        try:
+            out.append((n, detect_kind(n, obj, kind_override), None))
+        except Unsupported as e:
+            out.append((n, None, str(e)))
+    return out
+
+
+def run_target(name, kind, module, cases, root):
+    """{"arrays": {...}, "meta": {...}} for one target: per case its outputs and finite differences, or a note."""
+    arrays, meta = {}, {"cases": []}
+    runner = Runner(kind, getattr(module, name), module, root)
+    for i, case in enumerate(cases):
+        entry = {"name": case.name, "nones": [], "changed": [], "note": None, "status": None}
+        meta["cases"].append(entry)
+        try:
+            try:
+                outs, changed = runner.outputs(case)
+            except BadCall:
+                if runner.mode == "numpy" and "torch" in sys.modules and i == 0:
+                    runner.mode = "torch"  # code written for torch tensors: give it tensors
+                    outs, changed = runner.outputs(case)
+                else:
+                    raise
+            entry["changed"] = changed
+            for q, v in outs.items():
+                if v is None:
+                    entry["nones"].append(q)
+                else:
+                    arrays[f"{i}/out/{q}"] = v
+            if runner.kind.params and "loss" not in entry["nones"]:
+                try:
+                    fds = runner.finite_differences(case, outs)
+                    for p, (fd, dirs) in fds.items():
+                        arrays[f"{i}/fd/{p}"], arrays[f"{i}/dir/{p}"] = fd, dirs
+                except BadCall as e:
+                    entry["fd_note"] = e.line
+        except BadCall as e:
+            entry["note"], entry["status"] = e.line, e.status
+        except BaseException as e:  # a failure inside this module's handling of odd returns: still one line
+            entry["status"], entry["note"] = explain(e, root)
+    meta["mode"] = runner.mode
+    return {"arrays": arrays, "meta": meta}
+
+
+def _limit_resources(max_memory):
+    if max_memory:
+        resource.setrlimit(resource.RLIMIT_AS, (max_memory, max_memory))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (OUTPUT_FILE_LIMIT, OUTPUT_FILE_LIMIT))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails instead of killing the child
+
+
+def main(argv=None):
+    """argv: JOB OUT WHERE NAME KIND MAX_MEMORY SKIP FD (NAME/KIND "-" for none; SKIP comma-separated names;
+    FD the progress pipe)."""
+    job, out_dir, where, name, kind, max_memory, skip, fd = argv or sys.argv[1:9]
+    name, kind = (None if name == "-" else name), (None if kind == "-" else kind)
+    skip = set(filter(None, skip.split(",")))
+    _limit_resources(int(max_memory))
+    progress = os.fdopen(int(fd), "w", buffering=1)
+    emit = lambda **event: progress.write(json.dumps(event) + "\n")
+    warnings.simplefilter("ignore")
+    np.seterr(all="ignore")
+    cases = load_cases(job)
+    root = assignment_root(where) if where.endswith(".py") else None
+    root = root or (Path(where).resolve().parent if where.endswith(".py") else Path.cwd())
+    try:
+        module = import_target(where)
+    except BaseException as e:
+        status, line = explain(e, root)
+        if status == "FAIL" and not isinstance(e, (SystemExit, MemoryError, KeyboardInterrupt)):
+            status, line = "ERROR", f"cannot be imported: {line}"
+        emit(event="load_error", status=status, message=line)
+        return
+    try:
+        targets = targets_in(module, name, kind)
+    except BadCall as e:
+        emit(event="load_error", status=e.status, message=e.line)
+        return
+    emit(event="loaded", targets=[[n, k, err] for n, k, err in targets])
+    for n, k, err in targets:
+        if err is not None or n in skip:
+            continue
+        emit(event="start", name=n)
+        try:
+            result = run_target(n, k, module, cases[k], root)
+        except BadCall as e:
+            result = {"arrays": {}, "meta": {"error": e.line, "status": e.status}}
+        arrays = {key.replace("/", "|"): v for key, v in result["arrays"].items()}
+        path = Path(out_dir) / f"{n}.npz"
+        np.savez(path, meta=np.array(json.dumps(result["meta"])), **arrays)
+        emit(event="done", name=n)

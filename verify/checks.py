@@ -1,0 +1,304 @@
+"""Checks someone's targets, file by file: runs them in a child (verify/sandbox.py), then answers two questions per
+target, in float64, on every case of its kind:
+
+1. own: are the gradients right for the target's own loss? Centred finite differences of its loss along a few
+   directions v (random, plus the coordinate of its largest gradient entry) against <its gradient, v>. This
+   catches what no reference explains, e.g. b1 missing from the forward pass while it still gets a gradient.
+2. course: do the outputs (loss, scores, gradients) match the course's definition, differentiated by
+   torch.autograd (verify/references.py)?
+
+    job = write_job(tmp_dir)                                   # every kind's cases, once per run
+    results = check_file("hw/cs231n/classifiers/softmax.py", job)   # [TargetResult], one per target found
+
+The regularization convention (``auto``: from the target's loss) is "full", reg*sum(W*W) (cs231n 2017-2019), or
+"half", 0.5*reg*sum(W*W) (2016, fc_net.py); a target consistent with either passes and the report names it.
+Biases regularized consistently in loss and gradient FAIL: cs231n regularizes the weights only, and a net
+trained so differs from the course's.
+"""
+import time
+from dataclasses import dataclass, field
+from functools import cache
+
+import numpy as np
+
+from verify.cases import CASE_BUILDERS, LARGE, cases_for
+from verify.hints import UNIMPLEMENTED, diagnose
+from verify.kinds import CONVENTIONS, KINDS, REG_FACTOR
+from verify.references import reference
+from verify.sandbox import Limits, run_file
+
+COURSE_RTOL = 1e-6  # float64 code agrees to ~1e-14 whatever its loops or summation order; the smallest error a
+# listed mistake makes on these cases is 7e-2 (tests/fixtures/homework), so 1e-6 never confuses the two
+OWN_RTOL = 1e-5  # centred differences, h = 1e-5: truncation ~1e-10, rounding ~eps |L| / h (2e-8 at logits 1e3)
+NAN = float("nan")
+
+
+@dataclass
+class CheckRow:
+    """One line of a target's table: ``check`` is "course" (vs autograd) or "own" (vs its own loss)."""
+
+    case: str
+    quantity: str
+    check: str
+    max_rel: float
+    tol: float
+    passed: bool
+    note: str = ""
+
+    @property
+    def status(self):
+        return "PASS" if self.passed else "FAIL"
+
+
+@dataclass
+class TargetResult:
+    """status: PASS, FAIL, or ERROR (not checkable for a reason outside the maths: Python 2, a missing module,
+    an unsupported API); message: the one line of an ERROR or of a process that died."""
+
+    where: str
+    name: str
+    kind: str = ""
+    status: str = "PASS"
+    convention: str = ""
+    convention_note: str = ""
+    rows: list = field(default_factory=list)
+    hints: dict = field(default_factory=dict)
+    message: str = ""
+    seconds: float = 0.0
+    output_head: list = field(default_factory=list)
+    output_lines: int = 0
+
+    @property
+    def failed_quantities(self):
+        order = ["call", "inputs", "stability", *KINDS[self.kind].quantities] if self.kind else []
+        qs = {r.quantity for r in self.rows if not r.passed} | ({"stability"} if "stability" in self.hints else
+                                                               set())
+        return sorted(qs, key=lambda q: order.index(q) if q in order else len(order))
+
+    @property
+    def headline(self):
+        """One line: the message, or the simplest failing case's quantity with its first hint."""
+        if self.message or self.status == "PASS":
+            return self.message
+        for r in self.rows:  # rows are in case order, simplest first
+            if not r.passed:
+                hint = next(iter(self.hints.get(r.quantity, [])), "") or r.note
+                if r.note and hint != r.note and r.quantity in ("call", "inputs"):
+                    hint = r.note
+                what = f"{r.quantity} wrong in case '{r.case}' ({r.check})" if r.quantity not in (
+                    "call", "inputs") else r.note
+                return f"{what}: {hint}" if hint and hint != what else what
+        return "; ".join(self.hints.get("stability", []))
+
+
+def write_job(folder):
+    """Write every kind's cases to folder/cases.npz (the child's input) and return its path."""
+    arrays = {}
+    for kind in CASE_BUILDERS:
+        for i, case in enumerate(cases_for(kind)):
+            arrays[f"{kind}/{i}/{case.name}/reg"] = np.array(case.reg)
+            arrays.update({f"{kind}/{i}/{case.name}/{k}": v for k, v in case.arrays.items()})
+    path = f"{folder}/cases.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+@cache
+def references(kind, convention):
+    """(cases, [reference per case]) of one kind under one convention: autograd runs once per run."""
+    cases = cases_for(kind)
+    return cases, [reference(kind, c, convention) for c in cases]
+
+
+def _rel(got, want):
+    """max |got - want| / max |want| (normwise: an exact 0 entry cannot blow it up); NaN/inf never pass."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(got - want)
+        max_abs = float(np.nan if np.isnan(diff).any() else diff.max()) if diff.size else 0.0
+    scale = float(np.abs(want).max()) if want.size else 0.0
+    return max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
+
+
+def _fit_shape(q, got, want, N, shape_notes):
+    """got reshaped to want's shape, or (None, note, summed array for hints)."""
+    if got.shape == want.shape or got.size == want.size == 1:
+        return got.reshape(want.shape), None, None
+    note = f"{q} has shape {got.shape}, expected {want.shape}"
+    if got.ndim == want.ndim + 1 and got.shape[1:] == want.shape and got.shape[0] in (1, N):
+        if got.shape[0] == 1 and N > 1:
+            shape_notes.setdefault(q, set()).add(f"{q} has an extra leading axis of length 1: drop keepdims=True")
+        elif N > 1:  # with N = 1 both readings fit; the other cases decide
+            shape_notes.setdefault(q, set()).add(
+                "bias gradient not summed over the batch: sum the rows of the upstream gradient (axis 0)")
+        return None, note, got.sum(axis=0)
+    return None, note, None
+
+
+def detect_convention(kind, cases, outputs, requested):
+    """(convention, how) for a regularized kind: the requested one, or the one the target's loss uses on the
+    reg > 0 cases (its gradient when the loss fits neither), else the kind's course default."""
+    spec = KINDS[kind]
+    if not spec.regularized:
+        return "", ""
+    if requested in REG_FACTOR:
+        return requested, "given by --reg-convention"
+    for quantity in ("loss", *[spec.params[p] for p in spec.regularized]):
+        votes = set()
+        for case, out in zip(cases, outputs):
+            got = out.get(quantity)
+            if case.reg == 0 or case.name == LARGE or got is None or not np.all(np.isfinite(got)):
+                continue
+            fits = {c for c in REG_FACTOR
+                    if got.size == np.size(want := references(kind, c)[1][cases.index(case)][quantity])
+                    and _rel(got.reshape(np.shape(want)), want) <= COURSE_RTOL}
+            votes.add(frozenset(fits))
+        if len(votes) == 1 and len(fits_all := next(iter(votes))) == 1:
+            return next(iter(fits_all)), f"detected from the {'loss' if quantity == 'loss' else 'gradient'}"
+    return spec.default_convention, "the course default for this API (the loss fits neither convention)"
+
+
+def _own_rows(kind, case, out, arrays, i):
+    """Question 1 for one case: the target's gradients against finite differences of its own loss."""
+    rows = []
+    for p, q in KINDS[kind].params.items():
+        fd, dirs = arrays.get(f"{i}/fd/{p}"), arrays.get(f"{i}/dir/{p}")
+        g = out.get(q)
+        if fd is None or g is None or g.size != case.arrays[p].size:
+            continue
+        gv = dirs.reshape(len(dirs), -1) @ g.reshape(-1)  # (k,)  <g, v> per direction
+        with np.errstate(invalid="ignore", over="ignore"):
+            scale = max(float(np.linalg.norm(g)), float(np.max(np.abs(fd))))
+            err = float(np.max(np.abs(fd - gv))) / scale if scale > 0 else 0.0
+        note = ""
+        if np.isfinite(err) and err > OWN_RTOL and np.max(np.abs(fd)) <= 1e-9 * max(1.0, scale):
+            note = f"{q} is nonzero, but the loss does not change with {p}"
+        rows.append(CheckRow(case.name, q, "own", err, OWN_RTOL, bool(err <= OWN_RTOL), note))
+    return rows
+
+
+def _looks_unimplemented(kind, metas, outputs):
+    """Every case that ran returned only 0, zeros or None: cs231n's untouched template."""
+    ran = [out for m, out in zip(metas, outputs) if not m.get("note")]
+    return bool(ran) and not any(out.get(q) is not None and np.any(out[q])
+                                 for out in ran for q in KINDS[kind].quantities)
+
+
+def judge(kind, meta, arrays, requested_convention="auto"):
+    """A TargetResult's kind, status, convention, rows and hints from the child's raw outputs."""
+    result = TargetResult("", "", kind=kind)
+    cases = cases_for(kind)
+    metas = meta["cases"]
+    outputs = [{q: arrays[f"{i}/out/{q}"] for q in KINDS[kind].quantities if f"{i}/out/{q}" in arrays}
+               for i in range(len(cases))]
+    errors = [m for m in metas if m.get("status") == "ERROR"]
+    if errors:  # Python 2 inside the function, a name NumPy removed: not the maths
+        result.status, result.message = "ERROR", errors[0]["note"]
+        return result
+    if _looks_unimplemented(kind, metas, outputs):
+        result.status, result.message = "FAIL", UNIMPLEMENTED
+        result.rows.append(CheckRow(cases[0].name, "call", "course", NAN, COURSE_RTOL, False, UNIMPLEMENTED))
+        return result
+    convention, how = detect_convention(kind, cases, outputs, requested_convention)
+    result.convention = convention
+    if convention:
+        text, years = CONVENTIONS[convention]
+        result.convention_note = f"{convention}: {text} ({years}); {how}"
+    _, wants = references(kind, convention or "full")
+    shape_notes, fitted, changed = {}, [], {}
+    for i, (case, m, out, want) in enumerate(zip(cases, metas, outputs, wants)):
+        fit = {}
+        fitted.append(fit)
+        if m.get("note"):
+            result.rows.append(CheckRow(case.name, "call", "course", NAN, COURSE_RTOL, False, m["note"]))
+            continue
+        for name in m.get("changed", []):
+            changed.setdefault(name, []).append(case.name)
+        for q in KINDS[kind].quantities:
+            got = out.get(q)
+            if got is None:
+                result.rows.append(CheckRow(case.name, q, "course", NAN, COURSE_RTOL, False, f"{q} is None"))
+                continue
+            arr, note, summed = _fit_shape(q, got, want[q], case.N, shape_notes)
+            fit[q] = arr if arr is not None else summed
+            if arr is None:
+                result.rows.append(CheckRow(case.name, q, "course", NAN, COURSE_RTOL, False, note))
+                continue
+            err = _rel(arr, want[q])
+            result.rows.append(CheckRow(case.name, q, "course", err, COURSE_RTOL, bool(err <= COURSE_RTOL)))
+        result.rows += _own_rows(kind, case, fit, arrays, i)
+        if m.get("fd_note"):
+            result.rows.append(CheckRow(case.name, "loss", "own", NAN, OWN_RTOL, False,
+                                        f"its loss failed under a small change of the inputs: {m['fd_note']}"))
+    for name, where in changed.items():
+        result.rows.append(CheckRow(", ".join(where), "inputs", "course", NAN, 0.0, False,
+                                    f"the target changes its input {name} in place (it was given a copy)"))
+    failed = {r.quantity for r in result.rows if not r.passed and r.check == "course"}
+    hints = diagnose(kind, cases, fitted, failed & set(KINDS[kind].quantities), convention or "full")
+    for q, extra in shape_notes.items():
+        hints[q] = sorted(extra) + hints.get(q, [])
+    _generic_hints(result.rows, hints, cases)
+    result.hints = hints
+    result.status = "PASS" if all(r.passed for r in result.rows) and "stability" not in hints else "FAIL"
+    return result
+
+
+def _generic_hints(rows, hints, cases):
+    """Hints no mistake model gives: own-loss disagreements, a failure only at large logits, no match."""
+    for r in rows:
+        if r.passed or r.check != "own":
+            continue
+        text = (f"{r.note}: is it missing from the forward pass?" if r.note else
+                f"{r.quantity} is not the derivative of your own loss (centred finite differences disagree)")
+        if r.case != LARGE and text not in hints.get(r.quantity, []):
+            hints.setdefault(r.quantity, []).append(text)
+    failed_course = {}
+    for r in rows:
+        if not r.passed and r.check == "course" and r.quantity not in ("call", "inputs"):
+            failed_course.setdefault(r.quantity, set()).add(r.case)
+    forward_wrong = any("forward pass" in h for q in ("scores", "loss") for h in hints.get(q, []))
+    for q, where in failed_course.items():
+        if hints.get(q):
+            continue
+        if where == {LARGE}:
+            hints.setdefault("stability", [])
+            if not hints["stability"]:
+                hints["stability"].append("wrong only at logits ~1e3 (finite but off): compute the softmax "
+                                          "from the max-shifted scores")
+        elif forward_wrong and q not in ("scores", "loss"):
+            hints[q] = ["follows from the wrong forward pass (see the scores or loss hint)"]
+        else:
+            hints[q] = ["does not match any of the common mistakes this tool knows"]
+
+
+def check_file(where, job, name=None, kind=None, reg_convention="auto", limits=None):
+    """[TargetResult] for every target of a file (or for NAME); a file that cannot be loaded gives one result
+    named "(import)" (status ERROR, or FAIL when it exited, hung or ran out of memory while importing)."""
+    start = time.perf_counter()
+    report = run_file(where, job, name=name, kind=kind, limits=limits or Limits())
+    common = dict(output_head=report.output_head, output_lines=report.output_lines)
+    if report.load_error is not None:
+        status, line = report.load_error
+        return [TargetResult(where, name or "(import)", status=status, message=line,
+                             seconds=time.perf_counter() - start, **common)]
+    results = []
+    for n, k, unsupported in report.targets:
+        if unsupported is not None:
+            results.append(TargetResult(where, n, status="ERROR", message=unsupported, **common))
+            continue
+        outcome = report.results.get(n, ("died", "not run"))
+        if outcome[0] == "died":
+            results.append(TargetResult(where, n, kind=k, status="FAIL", message=outcome[1], **common))
+            continue
+        meta, arrays = outcome[1], outcome[2]
+        if "error" in meta:
+            results.append(TargetResult(where, n, kind=k, status=meta.get("status", "ERROR"), message=meta["error"],
+                                        **common))
+            continue
+        result = judge(k, meta, arrays, reg_convention)
+        result.where, result.name = where, n
+        result.output_head, result.output_lines = report.output_head, report.output_lines
+        results.append(result)
+    elapsed = time.perf_counter() - start
+    for r in results:
+        r.seconds = elapsed / max(len(results), 1)
+    return results
