@@ -170,7 +170,7 @@ def test_cuda_graph_with_64_true_fails_at_fit_start():
 @pytest.mark.parametrize("steps_per_call", [0, -2, 1.5])
 def test_bad_steps_per_call_is_a_clear_value_error(steps_per_call):
     with pytest.raises(ValueError, match="steps_per_call"):
-        TwoLayerNetModule(6, 3, steps_per_call=steps_per_call)
+        TwoLayerNetModule(input_size=6, num_classes=3, steps_per_call=steps_per_call)
 
 
 @pytest.mark.cuda

@@ -137,7 +137,7 @@ class BatchRecorder(L.Callback):
 
 def fit(tmp_path, max_steps, ckpt_path=None, callbacks=()):
     recorder = BatchRecorder()
-    model = TwoLayerNetModule(64, 10, hidden_size=8, learning_rate=0.1)
+    model = TwoLayerNetModule(input_size=64, num_classes=10, hidden_size=8, learning_rate=0.1)
     trainer = L.Trainer(max_steps=max_steps, accelerator="cpu", logger=False, enable_progress_bar=False,
                         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
                         default_root_dir=tmp_path, callbacks=[recorder, *callbacks])

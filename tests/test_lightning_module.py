@@ -42,7 +42,7 @@ def test_epoch_schedule_decays_after_every_ceil_n_over_b_steps(num_train, batch_
 
 def test_fit_decays_lr_per_epoch_and_logs_metrics():
     dm = BlobsDataModule(n=90, batch_size=20)  # 5 steps per epoch
-    model = TwoLayerNetModule(6, 3, hidden_size=8, std=0.1, learning_rate=0.1, learning_rate_decay=0.5)
+    model = TwoLayerNetModule(input_size=6, num_classes=3, hidden_size=8, std=0.1, learning_rate=0.1, learning_rate_decay=0.5)
     trainer = quiet_trainer(max_epochs=3)
     trainer.fit(model, datamodule=dm)
     assert trainer.global_step == 15
@@ -59,7 +59,7 @@ def test_gradients_arrive_through_the_autograd_engine(grad_mode):
     """Each parameter's post-accumulate-grad hook fires once per step: .grad is filled by backward, which is
     what DDP's all-reduce and AMP's scaler hook into (an assignment to .grad would fire nothing)."""
     dm = BlobsDataModule(n=40, batch_size=20)
-    model = TwoLayerNetModule(6, 3, hidden_size=8, std=0.1, learning_rate=0.1, grad_mode=grad_mode)
+    model = TwoLayerNetModule(input_size=6, num_classes=3, hidden_size=8, std=0.1, learning_rate=0.1, grad_mode=grad_mode)
     fired = {name: 0 for name, _ in model.net.named_parameters()}
     for name, p in model.net.named_parameters():
         p.register_post_accumulate_grad_hook(lambda _p, name=name: fired.__setitem__(name, fired[name] + 1))
@@ -74,7 +74,7 @@ def test_precision_64_true_gives_float64_parameters_and_batches():
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             seen.add((batch[0].dtype, batch[1].dtype))
 
-    model = TwoLayerNetModule(6, 3, hidden_size=8)
+    model = TwoLayerNetModule(input_size=6, num_classes=3, hidden_size=8)
     quiet_trainer(max_steps=3, precision="64-true", limit_val_batches=0, callbacks=[Spy()]).fit(
         model, datamodule=BlobsDataModule())
     assert seen == {(torch.float64, torch.int64)}
@@ -91,7 +91,7 @@ def test_fit_on_cuda_keeps_data_and_parameters_on_the_gpu():
             devices.add((batch[0].device.type, batch[1].device.type, pl_module.net.W1.device.type))
 
     dm = BlobsDataModule()
-    model = TwoLayerNetModule(6, 3, hidden_size=8, std=0.1, learning_rate=0.1)
+    model = TwoLayerNetModule(input_size=6, num_classes=3, hidden_size=8, std=0.1, learning_rate=0.1)
     trainer = quiet_trainer(accelerator="gpu", devices=1, max_epochs=2, callbacks=[Spy()])
     trainer.fit(model, datamodule=dm)
     assert devices == {("cuda", "cuda", "cuda")}  # Lightning moves the module back to the CPU after fit
@@ -101,7 +101,7 @@ def test_fit_on_cuda_keeps_data_and_parameters_on_the_gpu():
 
 def test_checkpoint_holds_numpy_layout_parameters_and_scheduler(tmp_path):
     dm = BlobsDataModule()
-    model = TwoLayerNetModule(6, 3, hidden_size=8, std=0.1, learning_rate=0.1)
+    model = TwoLayerNetModule(input_size=6, num_classes=3, hidden_size=8, std=0.1, learning_rate=0.1)
     trainer = quiet_trainer(max_steps=7, limit_val_batches=0, default_root_dir=tmp_path)
     trainer.fit(model, datamodule=dm)
     path = tmp_path / "m.ckpt"
@@ -127,11 +127,18 @@ def test_checkpoint_holds_numpy_layout_parameters_and_scheduler(tmp_path):
 ])
 def test_bad_hyperparameters_raise_a_clear_value_error(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
-        TwoLayerNetModule(6, 3, **kwargs)
+        TwoLayerNetModule(input_size=6, num_classes=3, **kwargs)
 
 
-def test_fit_without_an_array_datamodule_says_what_it_needs():
-    X, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=4)
-    with pytest.raises(ValueError, match="datamodule with num_train"):
-        quiet_trainer(max_steps=1).fit(TwoLayerNetModule(6, 3), train_dataloaders=loader)
+def test_plain_dataloaders_train_with_the_epoch_length_of_the_loader():
+    X, y = torch.randn(10, 6), torch.randint(0, 3, (10,))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=4)  # 3 batches an epoch
+    model = TwoLayerNetModule(input_size=6, num_classes=3, learning_rate=0.1, learning_rate_decay=0.5)
+    quiet_trainer(max_epochs=2).fit(model, loader, loader)
+    assert model.trainer.global_step == 6
+    assert model.lr_schedulers().get_last_lr() == [0.1 * 0.5 ** 2]  # one decay per 3-batch epoch
+
+
+def test_positional_arguments_are_refused():
+    with pytest.raises(TypeError, match="positional"):
+        TwoLayerNetModule(64, 100, 10)  # cs231n's (input_size, hidden_size, output_size) order is not guessed

@@ -163,7 +163,7 @@ def test_truncated_last_checkpoint_is_named_and_the_best_one_still_resumes(strai
 
 def test_checkpoints_carry_the_rng_states_and_restore_them():
     """TwoLayerNetModule adds torch/numpy/random states (tensors and ints: torch.load(weights_only=True) reads them)."""
-    model, checkpoint = TwoLayerNetModule(4, 3), {}
+    model, checkpoint = TwoLayerNetModule(input_size=4, num_classes=3), {}
     model.on_save_checkpoint(checkpoint)
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)

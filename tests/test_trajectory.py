@@ -54,7 +54,7 @@ def fit_lightning(grad_mode, accelerator="cpu"):
     Returns (initial params, final params as NumPy, per-step losses, module, recorder).
     """
     dm = TeacherDataModule(batch_size=B, seed=7)
-    model = TwoLayerNetModule(D, C, lr_schedule="cs231n", grad_mode=grad_mode, init_seed=3, **HP)
+    model = TwoLayerNetModule(input_size=D, num_classes=C, lr_schedule="cs231n", grad_mode=grad_mode, init_seed=3, **HP)
     params0 = model.net.to_numpy()  # float32 draws, exactly representable in float64
     recorder = StepRecorder()
     trainer = L.Trainer(max_steps=STEPS, precision="64-true", accelerator=accelerator, devices=1, logger=False,

@@ -2,8 +2,15 @@
 
 Usage (the CLI builds it from configs: ``python -m train fit --model.hidden_size 100``)::
 
-    model = TwoLayerNetModule(input_size=64, num_classes=10, hidden_size=100, learning_rate=0.1)
+    model = TwoLayerNetModule(input_size=64, hidden_size=100, num_classes=10, learning_rate=0.1)  # keywords only
     L.Trainer(max_epochs=20).fit(model, datamodule=DigitsDataModule())
+    L.Trainer(max_epochs=20).fit(model, train_loader, val_loader)   # or any DataLoaders of (X (B, D), y (B,))
+
+    model = TwoLayerNetModule.load_from_checkpoint("lightning_logs/version_0/checkpoints/last.ckpt")
+    model.eval(); scores = model(X)                     # the sizes and settings come from the checkpoint
+
+The arguments are keyword-only: cs231n's ``TwoLayerNet(input_size, hidden_size, output_size)`` puts H second, so
+a positional ``TwoLayerNetModule(64, 100, 10)`` is refused rather than read in another order.
 
 One training step (``sgd_step``), manual optimization:
 
@@ -29,6 +36,7 @@ steps with torch_impl/fused_step.py (no autograd, the update fused into the GEMM
 ``python -m train fit`` defaults to ``steps_per_call`` 16 (train/cli.py), while the module's own default stays 1,
 every step through the front door above.
 """
+import math
 import random
 from typing import Literal
 
@@ -46,15 +54,27 @@ from train.step_blocks import StepBlockRunner, block_batch
 
 
 class TwoLayerNetModule(L.LightningModule):
-    """Affine - ReLU - affine - softmax trained by minibatch SGD; ``self.net`` holds W1 (D, H), b1, W2 (H, C), b2.
+    """The two-layer net (affine - ReLU - affine - softmax) trained by minibatch SGD with hand-written gradients.
 
-    input_size: D; num_classes: C; hidden_size: H; std: init scale of the weights; reg: L2 strength;
-    learning_rate, learning_rate_decay, lr_schedule: see the module docstring; momentum: SGD momentum (0 = the
-    article's plain SGD); grad_mode: "manual" (hand-written gradients) or "autograd"; init_seed: seeds W1, W2;
-    cuda_graph: replay the steps from a captured CUDA graph; steps_per_call: SGD steps per training_step.
+    ``self.net`` holds W1 (D, H), b1 (H,), W2 (H, C), b2 (C,), the NumPy reference's layout.
+
+    Args:
+        input_size: D, features per example (the CLI links it from the data).
+        num_classes: C, classes (the CLI links it from the data).
+        hidden_size: H, hidden units.
+        std: scale of the initial weights, W = std * randn (biases start at 0).
+        reg: L2 strength; the loss adds reg * (sum(W1 * W1) + sum(W2 * W2)).
+        learning_rate: SGD step size at the start.
+        learning_rate_decay: the learning rate is multiplied by this once per epoch.
+        lr_schedule: "epoch" decays after every ceil(N / B) steps; "cs231n" as the article's float-epoch loop.
+        momentum: SGD momentum (0 is the article's plain SGD).
+        grad_mode: "manual" (hand-written gradients, TwoLayerLoss) or "autograd" (torch derives them).
+        init_seed: seeds the initial W1 and W2.
+        cuda_graph: on a CUDA GPU, replay each block of SGD steps from one captured CUDA graph.
+        steps_per_call: SGD steps per Lightning training_step (a step block; 1: every step through the optimizer).
     """
 
-    def __init__(self, input_size: int, num_classes: int, hidden_size: int = 50, std: float = 1e-4,
+    def __init__(self, *, input_size: int, num_classes: int, hidden_size: int = 50, std: float = 1e-4,
                  reg: float = 0.25, learning_rate: float = 1e-4, learning_rate_decay: float = 0.95,
                  lr_schedule: Literal["epoch", "cs231n"] = "epoch", momentum: float = 0.0,
                  grad_mode: Literal["manual", "autograd"] = "manual", init_seed: int = 0, cuda_graph: bool = False,
@@ -139,16 +159,30 @@ class TwoLayerNetModule(L.LightningModule):
         """X: (N, D) -> scores (N, C)."""
         return self.net(X)
 
-    def configure_optimizers(self):
+    def epoch_size(self):
+        """(N, B) whose ceil(N / B) is the SGD steps of one epoch, for the lr schedule: an ArrayDataModule's
+        num_train and batch_size, or a plain DataLoader's dataset length and batch_size, or else the trainer's
+        batches per epoch (N = that count, B = 1)."""
         dm = getattr(self.trainer, "datamodule", None)
-        if dm is None or not hasattr(dm, "num_train"):
-            raise ValueError("TwoLayerNetModule needs a datamodule with num_train and batch_size (an "
-                             "ArrayDataModule) to know its epoch length for the lr schedule; got "
-                             f"{type(dm).__name__}")
+        if dm is not None and hasattr(dm, "num_train") and hasattr(dm, "batch_size"):
+            return dm.num_train, dm.batch_size
+        self.trainer.estimated_stepping_batches  # noqa: B018  (sets up the train data: Lightning's documented way)
+        batches = self.trainer.num_training_batches
+        loader = self.trainer.train_dataloader
+        dataset, batch_size = getattr(loader, "dataset", None), getattr(loader, "batch_size", None)
+        if batch_size and hasattr(dataset, "__len__") and math.ceil(len(dataset) / batch_size) == batches:
+            return len(dataset), batch_size
+        if not math.isfinite(batches) or batches < 1:
+            raise ValueError(f"TwoLayerNetModule: the training data has {batches} batches per epoch; expected a "
+                             "DataLoader with a length (the lr decays once per epoch)")
+        return int(batches), 1
+
+    def configure_optimizers(self):
         # [bridge:lightning-optimizer]
         opt = torch.optim.SGD(self.net.parameters(), lr=self.hparams.learning_rate, momentum=self.hparams.momentum)
         # [/bridge:lightning-optimizer]
-        factor = EpochDecay(self.hparams.learning_rate_decay, dm.num_train, dm.batch_size, self.hparams.lr_schedule)
+        num_train, batch_size = self.epoch_size()
+        factor = EpochDecay(self.hparams.learning_rate_decay, num_train, batch_size, self.hparams.lr_schedule)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
