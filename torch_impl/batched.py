@@ -135,7 +135,8 @@ class BatchedTwoLayerNets:
     def _l2(self, W1, W2):
         """(M,) ||W1_m||^2 + ||W2_m||^2 (the padding adds zeros)."""
         D, M, Hmax = W1.shape[0], self.num_nets, self.hidden_max
-        return W1.view(D, M, Hmax).square().sum((0, 2)) + W2.square().sum((1, 2))
+        norms = torch.linalg.vector_norm(W1.view(D, M, Hmax), dim=(0, 2))  # (M,)  one pass, no temporary
+        return norms.square_().add_(torch.linalg.vector_norm(W2, dim=(1, 2)).square_())
 
     def scores(self, X):
         """X: (N, D) -> scores (M, N, C) of every net."""
