@@ -18,6 +18,18 @@ Backpropagation, with dS2 from formula (4) of torch_impl/softmax.py:
 The loss uses the stable log-sum-exp form (see torch_impl/softmax.py). The parameters keep the NumPy layout
 (W1: (D, H), not nn.Linear's (H, D)). The NumPy class's ``train`` is not mirrored here: nn.Module.train(mode)
 switches training mode, and training is the Lightning module's job (train/module.py).
+
+The dtype rule (the same in torch_impl/linear_classifier.py):
+
+- A new net takes torch's default dtype, float32, as nn.Linear does: ``TwoLayerNet(D, H, C)``; pass
+  ``dtype=torch.float64`` to compare with NumPy. A copy keeps its source's dtype, as ``torch.from_numpy`` does:
+  ``from_numpy(params)`` the arrays' dtype, ``from_npz(path)`` float64 (the file's). ``dtype=`` overrides both.
+- The net's methods ``loss``, ``forward`` (``net(X)``) and ``predict`` take X as a tensor or NumPy array of any
+  real dtype and convert it to the net's dtype and device; labels y of any integer dtype, tensor or NumPy, become
+  int64 on the net's device.
+- The functions (two_layer_loss, TwoLayerLoss.apply) compute in the dtype they are given: X and the parameters
+  must share one floating dtype and one device (torch_impl/validation.py names a mismatch); y may be any integer
+  dtype and is converted to int64 where indexing and nll_loss need it.
 """
 import numpy as np
 import torch
@@ -26,7 +38,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from torch_impl.backward_ops import reg_plus_mm, scaled_dscores, upstream_scale
-from torch_impl.validation import check_net_sizes, check_two_layer_inputs
+from torch_impl.validation import as_features, as_labels, check_net_sizes, check_two_layer_inputs
 
 
 def two_layer_loss(X, y, W1, b1, W2, b2, reg):
@@ -45,6 +57,7 @@ def two_layer_loss(X, y, W1, b1, W2, b2, reg):
     # [/bridge:net-forward]
     if y is None:
         return scores
+    y = y.long()  # any integer dtype: indexing needs int64
 
     # [bridge:net-softmax]
     shifted = scores - torch.amax(scores, dim=1, keepdim=True)  # (N, C)  max subtraction
@@ -80,11 +93,17 @@ def two_layer_loss(X, y, W1, b1, W2, b2, reg):
 
 
 class TwoLayerNet(nn.Module):
-    """Two-layer net with cs231n's interface; ``self.params`` gives the nn.Parameters W1, b1, W2, b2 by name."""
+    """Two-layer net with cs231n's interface; ``self.params`` gives the nn.Parameters W1, b1, W2, b2 by name.
+
+    ``repr(TwoLayerNet(4, 10, 3))`` is ``TwoLayerNet(W1 (4, 10), b1 (10,), W2 (10, 3), b2 (3,), torch.float32, cpu)``.
+    """
 
     def __init__(self, input_size, hidden_size, output_size, std=1e-4, *, dtype=None, device=None,
                  generator=None):
-        """W1: (D, H), b1: (H,), W2: (H, C), b2: (C,); weights std * randn in this order, biases zero."""
+        """W1: (D, H), b1: (H,), W2: (H, C), b2: (C,); weights std * randn in this order, biases zero.
+
+        dtype: None for torch's default (float32); device: None for the default device.
+        """
         check_net_sizes(input_size, hidden_size, output_size, std)
         super().__init__()
         kw = {"dtype": dtype, "device": device}
@@ -98,30 +117,46 @@ class TwoLayerNet(nn.Module):
         """{'W1': (D, H), 'b1': (H,), 'W2': (H, C), 'b2': (C,)}, the live nn.Parameters."""
         return {"W1": self.W1, "b1": self.b1, "W2": self.W2, "b2": self.b2}
 
+    def extra_repr(self):
+        """The shapes, dtype and device: TwoLayerNet(W1 (D, H), b1 (H,), W2 (H, C), b2 (C,), dtype, device)."""
+        shapes = ", ".join(f"{name} {tuple(p.shape)}" for name, p in self.params.items())
+        return f"{shapes}, {self.W1.dtype}, {self.W1.device}"
+
     @torch.no_grad()
     def loss(self, X, y=None, reg=0.0):
-        """X: (N, D); y: (N,) or None. Returns scores (N, C) if y is None, else (loss, grads), by hand."""
+        """X: (N, D); y: (N,) or None. Returns scores (N, C) if y is None, else (loss, grads), by hand.
+
+        X (tensor or NumPy, any real dtype) is computed in the net's dtype on its device; y as int64 there.
+        """
         p = self.params
+        X, y = as_features(X, self.W1), None if y is None else as_labels(y, self.W1.device)
         return two_layer_loss(X, y, p["W1"], p["b1"], p["W2"], p["b2"], reg)
 
     def forward(self, X):
-        """X: (N, D) -> scores (N, C), differentiable (used by autograd-based code)."""
+        """X: (N, D) -> scores (N, C), differentiable (used by autograd-based code); X converted as in ``loss``."""
+        X = as_features(X, self.W1)
         return torch.clamp_min(X @ self.W1 + self.b1, 0) @ self.W2 + self.b2
 
     @torch.no_grad()
     def predict(self, X):
-        """X: (N, D). Returns (N,) predicted class indices."""
+        """X: (N, D), converted as in ``loss``. Returns (N,) int64 predicted class indices on the net's device."""
         return torch.argmax(self.loss(X), dim=1)
 
     @classmethod
-    def from_numpy(cls, params, dtype=torch.float64, device=None):
-        """A net whose parameters equal a NumPy ``params`` dict (W1 (D, H), b1 (H,), W2 (H, C), b2 (C,))."""
-        D, H = np.shape(params["W1"])
-        C = np.shape(params["W2"])[1]
-        net = cls(D, H, C, dtype=dtype, device=device)
+    def from_numpy(cls, params, dtype=None, device=None):
+        """A net whose parameters equal a NumPy ``params`` dict (W1 (D, H), b1 (H,), W2 (H, C), b2 (C,)).
+
+        dtype: None keeps the arrays' dtype (float64 for the reference's params). Draws nothing from torch's RNG.
+        """
+        params = {name: torch.as_tensor(np.asarray(params[name]), dtype=dtype, device=device)
+                  for name in ("W1", "b1", "W2", "b2")}
+        D, H = params["W1"].shape
+        C = params["W2"].shape[1]
+        net = cls(D, H, C, dtype=params["W1"].dtype, device="meta")  # shapes only: nothing allocated or drawn
+        net.to_empty(device=params["W1"].device)
         with torch.no_grad():
             for name, p in net.params.items():
-                p.copy_(torch.as_tensor(np.asarray(params[name]), dtype=dtype, device=device))
+                p.copy_(params[name])
         return net
 
     def to_numpy(self):
@@ -129,8 +164,11 @@ class TwoLayerNet(nn.Module):
         return {name: p.detach().cpu().double().numpy().copy() for name, p in self.params.items()}
 
     @classmethod
-    def from_npz(cls, path, dtype=torch.float64, device=None):
-        """A net with the parameters stored in the .npz file ``path`` (NumPy's save_params, train export)."""
+    def from_npz(cls, path, dtype=None, device=None):
+        """A net with the parameters stored in the .npz file ``path`` (NumPy's save_params, train export).
+
+        dtype: None keeps the file's float64.
+        """
         from reference_numpy.neural_net import TwoLayerNet as NumpyTwoLayerNet  # the one reader of the format
 
         return cls.from_numpy(NumpyTwoLayerNet.read_params(path), dtype=dtype, device=device)
@@ -144,7 +182,7 @@ class TwoLayerNet(nn.Module):
 class TwoLayerLoss(torch.autograd.Function):
     """``TwoLayerLoss.apply(X, y, W1, b1, W2, b2, reg)`` -> loss; ``loss.backward()`` fills the four ``.grad``.
 
-    X: (N, D); y: (N,) int64 in [0, C); W1: (D, H); b1: (H,); W2: (H, C); b2: (C,); reg: float.
+    X: (N, D); y: (N,) any integer dtype, in [0, C); W1: (D, H); b1: (H,); W2: (H, C); b2: (C,); reg: float.
     The same math as two_layer_loss (tests/test_fast_paths.py proves them equal), arranged for speed: forward
     computes the loss and saves what backward needs (X, H1, log P); backward applies the formulas, times the
     upstream gradient, with each weight gradient ``g (X^T dH1 + 2 reg W1)`` a single addmm. Gradients travel
@@ -154,8 +192,9 @@ class TwoLayerLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, X, y, W1, b1, W2, b2, reg):
         if y is None:
-            raise ValueError("y: got None; expected (N,) int64 labels (TwoLayerLoss computes a loss)")
+            raise ValueError("y: got None; expected (N,) integer labels (TwoLayerLoss computes a loss)")
         check_two_layer_inputs(X, y, W1, b1, W2, b2, reg, values=False)  # metadata only: no host sync
+        y = y.long()  # any integer dtype: nll_loss and scatter need int64 (no copy when it is)
         S1 = torch.addmm(b1, X, W1)  # (N, H)  S1 = X W1 + b1
         H1 = S1.clamp_min_(0)  # (N, H)  ReLU in place: H1 > 0 exactly where S1 > 0, the mask backward needs
         scores = torch.addmm(b2, H1, W2).to(W2.dtype)  # (N, C)  S2 = H1 W2 + b2; autocast: softmax in W's dtype

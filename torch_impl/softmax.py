@@ -32,6 +32,7 @@ def softmax_loss_naive(W, X, y, reg):
     Returns (loss, dW): a 0-d tensor and (D, C).
     """
     check_softmax_inputs(W, X, y, reg)
+    y = y.long()  # any integer dtype: indexing needs int64
     loss = torch.zeros((), dtype=W.dtype, device=W.device)
     dW = torch.zeros_like(W)
     num_train = X.shape[0]
@@ -58,6 +59,7 @@ def softmax_loss_vectorized(W, X, y, reg):
     Returns (loss, dW): a 0-d tensor and (D, C).
     """
     check_softmax_inputs(W, X, y, reg)
+    y = y.long()  # any integer dtype: indexing needs int64
     num_train = X.shape[0]
     # [bridge:softmax-scores]
     scores = X @ W  # (N, C)  formula (1)
@@ -85,7 +87,7 @@ def softmax_loss_vectorized(W, X, y, reg):
 class SoftmaxLoss(torch.autograd.Function):
     """``SoftmaxLoss.apply(W, X, y, reg)`` -> loss; ``loss.backward()`` fills ``W.grad`` with formula (5).
 
-    W: (D, C); X: (N, D); y: (N,) int64 in [0, C); reg: float. The same math as softmax_loss_vectorized
+    W: (D, C); X: (N, D); y: (N,) any integer dtype, in [0, C); reg: float. The same math as softmax_loss_vectorized
     (tests/test_fast_paths.py proves them equal), arranged for speed: forward computes the loss and saves X and
     log P; backward computes ``g (X^T dS + 2 reg W)``, g the upstream gradient, as a single addmm.
     Only W gets a gradient: X, y and reg are data.
@@ -94,6 +96,7 @@ class SoftmaxLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, W, X, y, reg):
         check_softmax_inputs(W, X, y, reg, values=False)  # metadata only: no host sync
+        y = y.long()  # any integer dtype: nll_loss and scatter need int64 (no copy when it is)
         scores = (X @ W).to(W.dtype)  # (N, C)  formula (1); under autocast, the softmax runs in W's dtype
         shifted = scores - torch.amax(scores, dim=1, keepdim=True)  # (N, C)  max subtraction
         log_probs = shifted.sub_(torch.exp(shifted).sum(1, keepdim=True).log_())  # (N, C)  log P, log-sum-exp

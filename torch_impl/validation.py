@@ -24,6 +24,7 @@ Two kinds of checks:
 import contextlib
 import contextvars
 
+import numpy as np
 import torch
 
 from reference_numpy.validation import (  # noqa: F401  the scalar checks are plain Python: one definition
@@ -55,6 +56,8 @@ def value_checks_enabled():
 
 def describe(t):
     """'shape (N, D) torch.float32 on cpu', or the type name for something that is not a tensor."""
+    if isinstance(t, np.ndarray):
+        return f"a NumPy array of shape {t.shape} {t.dtype}"
     if not isinstance(t, torch.Tensor):
         return f"a {type(t).__name__}"
     return f"shape {tuple(t.shape)} {t.dtype} on {t.device}"
@@ -130,7 +133,7 @@ def check_labels(name, y, num_rows, device, rows_of="X"):
     if not isinstance(y, torch.Tensor) or y.dim() != 1:
         raise ValueError(f"{name}: got {describe(y)}; expected a 1-D integer tensor (N,) of labels")
     if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        raise ValueError(f"{name}: got {describe(y)}; expected an integer dtype (torch.int64)")
+        raise ValueError(f"{name}: got {describe(y)}; expected an integer dtype (any width; int64 is used)")
     if y.shape[0] != num_rows:
         raise ValueError(f"{name}: got {y.shape[0]} labels; expected {num_rows}, one per row of {rows_of}")
     if y.device != device:
@@ -201,6 +204,35 @@ def check_two_layer_inputs(X, y, W1, b1, W2, b2, reg, values=True):
         check_labels("y", y, X.shape[0], X.device)
     check_reg(reg, values)
     _check_values({"X": X, "W1": W1, "b1": b1, "W2": W2, "b2": b2}, y, "y", W2.shape[1], values)
+
+
+def is_integer(t):
+    """True for a tensor of an integer dtype (bool, complex and floating point excluded)."""
+    return not (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool)
+
+
+def as_features(X, like):
+    """X, a tensor or NumPy array of real numbers, in the dtype and on the device of the tensor ``like``.
+
+    Anything else is returned unchanged for the checks to name in one line. No copy when X already matches.
+    """
+    if isinstance(X, np.ndarray) and X.dtype.kind in "biuf":
+        X = torch.from_numpy(X)  # bool stays bool, for check_tensor to name
+    if isinstance(X, torch.Tensor) and (X.is_floating_point() or is_integer(X)):
+        return X.to(dtype=like.dtype, device=like.device)
+    return X
+
+
+def as_labels(y, device=None):
+    """y, a tensor or NumPy array of any integer dtype, as int64 (what indexing, scatter and nll_loss need).
+
+    device: where to put it (None: where it is). Anything else is returned unchanged for the checks to name.
+    """
+    if isinstance(y, np.ndarray) and y.dtype.kind in "biuf":
+        y = torch.from_numpy(y)  # bool and float stay so, for check_labels to name
+    if isinstance(y, torch.Tensor) and is_integer(y):
+        return y.to(dtype=torch.int64, device=device if device is not None else y.device)
+    return y
 
 
 def check_split(name, X, y, num_classes):
