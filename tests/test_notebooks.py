@@ -8,9 +8,11 @@ import time
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+from PIL import Image
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 NAMES = ["softmax_pytorch.ipynb", "two_layer_net_pytorch.ipynb"]
@@ -60,6 +62,34 @@ def test_notebook_runs_top_to_bottom(name, quiet_kernel_env):
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) >= 2, f"{name}: expected inline plots, got {len(images)} images"
     print(f"{name}: {elapsed:.1f} s")
+
+
+@pytest.fixture(scope="module")
+def tiny_cifar10_folder(tmp_path_factory):
+    """A CIFAR-10-shaped ImageFolder tree of random 32x32 PNGs: 10 classes x 110 train (ImageFolderDataModule
+    keeps 1,000 of them for val), x 3 test."""
+    root = tmp_path_factory.mktemp("cifar10")
+    rng = np.random.default_rng(0)
+    for split, per_class in [("train", 110), ("test", 3)]:
+        for c in range(10):
+            folder = root / split / f"class_{c}"
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_cifar10_section_runs_when_a_folder_is_given(name, quiet_kernel_env, tiny_cifar10_folder, monkeypatch):
+    monkeypatch.setenv("CIFAR10_ROOT", str(tiny_cifar10_folder))
+    monkeypatch.setenv("CIFAR10_NUM_ITERS", "20")
+    executed = execute(nbformat.read(NOTEBOOKS / name, as_version=4), NOTEBOOKS)
+    text = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs
+                   if o.output_type == "stream")
+    assert "CIFAR10_ROOT is not set" not in text
+    assert "Train data shape:  (100, " in text  # 1,100 images minus ImageFolderDataModule's 1,000 for val
+    assert "test accuracy" in text.lower()
 
 
 @pytest.mark.slow
