@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from tests.helpers import assert_close_report
-from train.step_blocks import block_batch
+from train.step_blocks import StepBlock
 
 pytestmark = [pytest.mark.lightning, pytest.mark.slow]
 
@@ -36,9 +36,8 @@ class RecordBatches(L.Callback):
         self.labels = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if isinstance(batch, dict):  # a step block (the CLI's default): the labels of each of its steps
-            self.labels += [block_batch(batch, b)[1].cpu().clone()
-                            for b in range(batch["first"], batch["first"] + batch["count"])]
+        if isinstance(batch, StepBlock):  # the CLI's default: the labels of each of its steps
+            self.labels += [batch.step_batch(j)[1].cpu().clone() for j in range(batch.count)]
         else:
             self.labels.append(batch[1].cpu().clone())
 

@@ -1,6 +1,6 @@
-"""The fast paths equal the readable ones: the autograd Functions (SoftmaxLoss, TwoLayerLoss) against the mirrors
-(softmax_loss_vectorized, two_layer_loss) and the autograd twins, and a training trajectory made with the fast
-step (TwoLayerLoss + make_sgd) against one made by hand with the mirror.
+"""The autograd Functions (SoftmaxLoss, TwoLayerLoss) equal the readable ones: the mirrors (softmax_loss_vectorized,
+two_layer_loss) and the autograd twins, for any upstream gradient, under gradcheck, on the tensor-upstream (CUDA)
+path and under autocast. Whole SGD steps are tests/test_step_paths.py's.
 
 Run: ``python -m pytest tests/test_fast_paths.py -q`` (or ``-m two_layer``).
 """
@@ -10,24 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import torch_impl.backward_ops as backward_ops
-from tests.helpers import CUDA, FLOAT32_TOL, FLOAT64_TOL, assert_close_report
+from tests.helpers import CUDA, FLOAT32_TOL, FLOAT64_TOL, assert_close_report, two_layer_case
 from torch_impl.autograd_twin import softmax_loss_and_grad_autograd, two_layer_loss_and_grads_autograd
-from torch_impl.backward_ops import make_sgd, reg_plus_mm
-from torch_impl.neural_net import TwoLayerLoss, TwoLayerNet, two_layer_loss
+from torch_impl.backward_ops import reg_plus_mm
+from torch_impl.neural_net import PARAM_NAMES, TwoLayerLoss, two_layer_loss
 from torch_impl.softmax import SoftmaxLoss, softmax_loss_vectorized
 
-NAMES = ("W1", "b1", "W2", "b2")
 TOL = {torch.float64: FLOAT64_TOL, torch.float32: FLOAT32_TOL}
-
-
-def two_layer_case(seed, N, D, H, C, dtype, scale=1.0, device="cpu"):
-    """X (N, D), y (N,), params {W1 (D, H), b1 (H,), W2 (H, C), b2 (C,)}: random, biases nonzero."""
-    g = torch.Generator().manual_seed(seed)
-    X = scale * torch.randn(N, D, generator=g, dtype=dtype)
-    y = torch.randint(0, C, (N,), generator=g)
-    shapes = {"W1": (D, H), "b1": (H,), "W2": (H, C), "b2": (C,)}
-    params = {k: torch.randn(*s, generator=g, dtype=dtype) for k, s in shapes.items()}
-    return X.to(device), y.to(device), {k: v.to(device) for k, v in params.items()}
 
 
 def function_grads(params, X, y, reg, grad_loss=1.0):
@@ -54,7 +43,7 @@ shapes = dict(N=st.integers(1, 64), D=st.integers(1, 40), H=st.integers(1, 32), 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @given(**shapes, grad_loss=st.sampled_from([1.0, 0.5, -3.0]))
 def test_two_layer_function_equals_mirror_and_autograd(dtype, N, D, H, C, reg, seed, grad_loss):
-    X, y, p = two_layer_case(seed, N, D, H, C, dtype)
+    X, y, p, _ = two_layer_case(seed, N, D, H, C, dtype)
     loss, grads = function_grads(p, X, y, reg, grad_loss)
     ref_loss, ref_grads = two_layer_loss(X, y, *p.values(), reg)
     assert_same(loss, grads, ref_loss, ref_grads, dtype, grad_loss)
@@ -83,7 +72,7 @@ def test_softmax_function_equals_mirror_and_autograd(dtype, N, D, C, reg, seed, 
 @pytest.mark.two_layer
 @pytest.mark.equivalence
 def test_gradcheck_float64():
-    X, y, p = two_layer_case(3, 9, 6, 5, 4, torch.float64)
+    X, y, p, _ = two_layer_case(3, 9, 6, 5, 4, torch.float64)
     leaves = [v.clone().requires_grad_(True) for v in p.values()]
     assert torch.autograd.gradcheck(lambda *w: TwoLayerLoss.apply(X, y, *w, 0.3), leaves)
     W = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
@@ -92,7 +81,7 @@ def test_gradcheck_float64():
 
 @pytest.mark.two_layer
 def test_only_requested_grads_and_none_for_data():
-    X, y, p = two_layer_case(4, 8, 5, 4, 3, torch.float64)
+    X, y, p, _ = two_layer_case(4, 8, 5, 4, 3, torch.float64)
     X.requires_grad_(True)
     W1 = p["W1"].clone().requires_grad_(True)
     TwoLayerLoss.apply(X, y, W1, p["b1"], p["W2"], p["b2"], 0.1).backward()
@@ -104,7 +93,7 @@ def test_only_requested_grads_and_none_for_data():
 @pytest.mark.two_layer
 def test_tensor_upstream_path_equals_float_path(monkeypatch):
     """The CUDA path (grad_loss kept a tensor, no host sync), forced on CPU, gives the same gradients."""
-    X, y, p = two_layer_case(5, 12, 7, 6, 4, torch.float64)
+    X, y, p, _ = two_layer_case(5, 12, 7, 6, 4, torch.float64)
     expected_loss, expected = function_grads(p, X, y, 0.4, -1.5)
     monkeypatch.setattr(backward_ops, "upstream_scale", lambda g: g)
     monkeypatch.setattr("torch_impl.neural_net.upstream_scale", lambda g: g)
@@ -117,75 +106,23 @@ def test_tensor_upstream_path_equals_float_path(monkeypatch):
 
 @pytest.mark.two_layer
 def test_autocast_bfloat16_backward_runs_in_parameter_dtype():
-    X, y, p = two_layer_case(6, 32, 16, 8, 5, torch.float32)
+    X, y, p, _ = two_layer_case(6, 32, 16, 8, 5, torch.float32)
     leaves = {k: v.clone().requires_grad_(True) for k, v in p.items()}
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss = TwoLayerLoss.apply(X, y, *leaves.values(), 0.1)
     loss.backward()
     _, ref = two_layer_loss(X, y, *p.values(), 0.1)
-    for k in NAMES:
+    for k in PARAM_NAMES:
         assert leaves[k].grad.dtype == torch.float32
         bound = 0.05 * float(ref[k].abs().max()) + 1e-3  # bfloat16 keeps ~3 significant digits
         assert_close_report(f"d{k} (bf16 autocast)", leaves[k].grad, ref[k], rtol=0.0, atol=bound)
-
-
-def sgd_trajectory(fast, X, y, steps, batch, lr, reg, dtype, momentum=0.0):
-    """Losses of ``steps`` SGD steps from the same init and batches: fast (TwoLayerLoss + make_sgd) or by hand."""
-    init = torch.Generator().manual_seed(0)
-    net = TwoLayerNet(X.shape[1], 16, int(y.max()) + 1, std=0.1, dtype=dtype, generator=init)
-    params = net.params
-    opt = make_sgd(net.parameters(), lr=lr, momentum=momentum) if fast else None
-    velocity = {k: torch.zeros_like(v) for k, v in params.items()}
-    g = torch.Generator().manual_seed(1)
-    losses = []
-    for _ in range(steps):
-        idx = torch.randint(0, X.shape[0], (batch,), generator=g)  # (B,)  with replacement
-        X_b, y_b = X.index_select(0, idx), y.index_select(0, idx)
-        if fast:
-            loss = TwoLayerLoss.apply(X_b, y_b, *params.values(), reg)
-            loss.backward()
-            opt.step()
-            opt.zero_grad()
-        else:
-            loss, grads = net.loss(X_b, y_b, reg)
-            with torch.no_grad():
-                for k, p in params.items():
-                    velocity[k] = momentum * velocity[k] + grads[k]  # torch.optim.SGD's momentum form
-                    p -= lr * velocity[k]  # the SGD update
-        losses.append(loss.detach())
-    return torch.stack(losses), {k: v.detach() for k, v in params.items()}
-
-
-@pytest.mark.two_layer
-@pytest.mark.equivalence
-@pytest.mark.parametrize("dtype,momentum", [(torch.float64, 0.0), (torch.float64, 0.9), (torch.float32, 0.0)])
-def test_fast_sgd_trajectory_equals_mirror_by_hand(dtype, momentum):
-    g = torch.Generator().manual_seed(7)
-    X = torch.randn(300, 20, generator=g, dtype=dtype)
-    y = (X[:, :5].argmax(1)).to(torch.int64)  # learnable labels, 5 classes
-    fast_losses, fast_params = sgd_trajectory(True, X, y, 50, 32, 0.1, 1e-3, dtype, momentum)
-    ref_losses, ref_params = sgd_trajectory(False, X, y, 50, 32, 0.1, 1e-3, dtype, momentum)
-    tol = FLOAT64_TOL if dtype == torch.float64 else {"rtol": 1e-4, "atol": 1e-5}  # float32: 50 steps of rounding
-    assert_close_report("loss history", fast_losses, ref_losses, **tol)
-    for k in NAMES:
-        assert_close_report(k, fast_params[k], ref_params[k], **tol)
-    assert float(fast_losses[-10:].mean()) < float(fast_losses[:10].mean())  # it trains
-
-
-def test_make_sgd_validates_and_picks_a_fused_update():
-    p = [torch.nn.Parameter(torch.zeros(3))]
-    assert make_sgd(p, lr=0.1).defaults["fused"]
-    with pytest.raises(ValueError, match="lr must be > 0, got 0"):
-        make_sgd(p, lr=0)
-    with pytest.raises(ValueError, match="momentum must be in"):
-        make_sgd(p, lr=0.1, momentum=1.0)
 
 
 @pytest.mark.cuda
 @CUDA
 @pytest.mark.two_layer
 def test_two_layer_function_on_cuda_equals_cpu():
-    X, y, p = two_layer_case(8, 50, 30, 20, 10, torch.float64)
+    X, y, p, _ = two_layer_case(8, 50, 30, 20, 10, torch.float64)
     expected_loss, expected = function_grads(p, X, y, 0.25, 2.0)
     Xc, yc, pc = X.cuda(), y.cuda(), {k: v.cuda() for k, v in p.items()}
     loss, grads = function_grads(pc, Xc, yc, 0.25, 2.0)

@@ -3,8 +3,9 @@ Trainer.fit take the same steps.
 
 From identical initial parameters and the identical batch-index sequence (train.data.batch_indices, fed to the
 reference through its ``sample_indices`` hook), in float64 (precision "64-true") with cs231n's lr schedule, the
-loss of every step and the final parameters agree to rel 1e-9 over 300 steps and 30 lr decays; grad_mode
-"manual" and "autograd" agree likewise. Run: pytest tests/test_trajectory.py
+loss of every step and the final parameters agree to rel 1e-9 over 300 steps and 30 lr decays, both with one
+front-door step per training_step and with the 16-step blocks ``python -m train fit`` runs by default (the fused
+step path); grad_mode "manual" and "autograd" agree likewise. Run: pytest tests/test_trajectory.py
 """
 import math
 
@@ -17,6 +18,7 @@ from reference_numpy.neural_net import TwoLayerNet as NumpyTwoLayerNet
 from tests.helpers import CUDA, assert_close_report
 from train.data import ArrayDataModule, ArraySplits, batch_indices
 from train.module import TwoLayerNetModule
+from train.step_blocks import StepBlock
 
 pytestmark = [pytest.mark.lightning, pytest.mark.equivalence]
 
@@ -43,18 +45,20 @@ class StepRecorder(L.Callback):
         self.losses, self.dtypes, self.devices = [], set(), set()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.losses.append(float(outputs["loss"] if isinstance(outputs, dict) else outputs))
-        self.dtypes.add(batch[0].dtype)
-        self.devices.add((batch[0].device.type, pl_module.net.W1.device.type))
+        self.losses += outputs["step_losses"].tolist()  # every SGD step of the training_step
+        X = batch.X if isinstance(batch, StepBlock) else batch[0]
+        self.dtypes.add(X.dtype)
+        self.devices.add((X.device.type, pl_module.net.W1.device.type))
 
 
-def fit_lightning(grad_mode, accelerator="cpu"):
-    """Trainer.fit in float64 on ``accelerator``.
+def fit_lightning(grad_mode, accelerator="cpu", steps_per_call=1):
+    """Trainer.fit in float64 on ``accelerator`` with ``steps_per_call`` SGD steps per training_step.
 
     Returns (initial params, final params as NumPy, per-step losses, module, recorder).
     """
     dm = TeacherDataModule(batch_size=B, seed=7)
-    model = TwoLayerNetModule(input_size=D, num_classes=C, lr_schedule="cs231n", grad_mode=grad_mode, init_seed=3, **HP)
+    model = TwoLayerNetModule(input_size=D, num_classes=C, lr_schedule="cs231n", grad_mode=grad_mode, init_seed=3,
+                              steps_per_call=steps_per_call, **HP)
     params0 = model.net.to_numpy()  # float32 draws, exactly representable in float64
     recorder = StepRecorder()
     trainer = L.Trainer(max_steps=STEPS, precision="64-true", accelerator=accelerator, devices=1, logger=False,
@@ -79,18 +83,19 @@ def train_reference(params0):
     return net.params, np.array(stats["loss_history"])
 
 
-@pytest.fixture(scope="module")
-def manual_run():
+@pytest.fixture(scope="module", params=[1, 16], ids=["front door", "fused, 16 steps per call"])
+def manual_run(request):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny GEMMs: one thread is fastest, and immune to a busy machine
     try:
-        yield fit_lightning("manual")
+        yield fit_lightning("manual", steps_per_call=request.param)
     finally:
         torch.set_num_threads(threads)
 
 
 def test_lightning_fit_follows_the_numpy_reference_step_by_step(manual_run):
     params0, params, losses, model, recorder = manual_run
+    assert model.step_path == ("front door" if model.hparams.steps_per_call == 1 else "fused")
     ref_params, ref_losses = train_reference(params0)
     assert recorder.dtypes == {torch.float64}
     assert all(p.dtype == torch.float64 for p in model.net.parameters())
@@ -106,11 +111,11 @@ def test_lightning_fit_follows_the_numpy_reference_step_by_step(manual_run):
 
 
 def test_manual_and_autograd_grad_modes_take_the_same_steps(manual_run):
-    params0, params, losses, _, _ = manual_run
+    params0, params, losses, model, _ = manual_run
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        a_params0, a_params, a_losses, _, _ = fit_lightning("autograd")
+        a_params0, a_params, a_losses, _, _ = fit_lightning("autograd", steps_per_call=model.hparams.steps_per_call)
     finally:
         torch.set_num_threads(threads)
     for name in params0:

@@ -1,6 +1,6 @@
-"""K whole SGD steps of the two-layer net captured in one CUDA graph and replayed: the GPU fast path of ``fit``.
+"""K whole SGD steps of the two-layer net captured in one CUDA graph and replayed: the "graph" step path.
 
-Usage (TwoLayerNetModule does this with ``--model.cuda_graph true [--model.steps_per_call 16]``)::
+Usage (fit runs it with ``--model.cuda_graph true [--model.steps_per_call 16]``, train/step_blocks.py)::
 
     steps = GraphedSGDSteps(lambda X_b, y_b: TwoLayerLoss.apply(X_b, y_b, W1, b1, W2, b2, reg),
                             params=[W1, b1, W2, b2], X=X, y=y, momentum=0.0)
@@ -43,7 +43,6 @@ class GraphedSGDSteps:
         self.buffers = list(momentum_buffers) if momentum else []
         self.pos = torch.zeros((), dtype=torch.int64, device=X.device)  # batch of the next step
         self.indices = self.lrs = None  # (num_batches, B) int64, (num_batches,) float32, set by load_epoch
-        self.losses = None  # (K,) the last replay's losses
         self.graphs = {}  # count -> (torch.cuda.CUDAGraph, its losses (count,))
         self._host_pos = None  # where pos stands after the last replay (None: unknown)
 
@@ -104,7 +103,8 @@ class GraphedSGDSteps:
         return graph, losses
 
     def run(self, first, count):
-        """Replay ``count`` steps on batches first .. first + count - 1 of the loaded epoch; returns (count,) losses."""
+        """Replay ``count`` steps on batches first .. first + count - 1 of the loaded epoch; returns their losses
+        (count,), the graph's own buffer (the next replay of that count overwrites it)."""
         if self.indices is None:
             raise ValueError("load_epoch(indices, lrs) must come before run()")
         if not 0 <= first <= first + count <= self.indices.shape[0]:

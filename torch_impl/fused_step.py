@@ -1,4 +1,4 @@
-"""One whole SGD step of the two-layer net with the update fused into the gradient GEMMs: fit's fast CPU step.
+"""One whole SGD step of the two-layer net with the update fused into the gradient GEMMs: the "fused" step path.
 
 Usage::
 
@@ -18,17 +18,15 @@ add and one addmm), then W -= lr v; ``buffers`` are torch.optim.SGD's ``momentum
 optimizer's state (and a checkpoint of it) is the same whichever path ran.
 
 No autograd, so no ``.grad``: DDP's all-reduce, a GradScaler, gradient clipping and callbacks that read
-gradients see nothing of this step. TwoLayerNetModule therefore runs it only inside a step block, on one device
-in 32/64-bit precision with grad_mode "manual" (train/step_blocks.py, StepBlockRunner; a block's last
-step goes through the engine when a callback declares ``needs_grads``); every other step goes through
-TwoLayerLoss.apply and the engine. tests/test_fused_step.py proves the two equal.
+gradients see nothing of this step. The forward and the formulas are TwoLayerLoss's own pieces
+(torch_impl/backward_ops.py); tests/test_step_paths.py proves the step equal to TwoLayerLoss.apply, backward and
+torch.optim.SGD. fit runs it as its "fused" step path, only where nothing listens to ``.grad`` (train/step_blocks.py).
 """
 import math
 
 import torch
-import torch.nn.functional as F
 
-from torch_impl.backward_ops import scaled_dscores
+from torch_impl.backward_ops import relu_backward, scaled_dscores, two_layer_forward
 from torch_impl.validation import check_two_layer_inputs
 
 
@@ -44,17 +42,12 @@ def fused_sgd_step(X, y, W1, b1, W2, b2, reg, lr, momentum=0.0, buffers=None, fi
     if momentum and (buffers is None or len(buffers) != 4):
         raise ValueError(f"buffers: got {buffers!r} with momentum={momentum}; expected 4 momentum buffers, shaped "
                          "like W1, b1, W2, b2")
-    # forward: TwoLayerLoss.forward, the stable loss
-    S1 = torch.addmm(b1, X, W1)  # (N, H)  S1 = X W1 + b1
-    H1 = S1.clamp_min_(0)  # (N, H)  ReLU in place: H1 > 0 exactly where S1 > 0, the mask below
-    log_probs = torch.log_softmax(torch.addmm(b2, H1, W2), dim=1)  # (N, C)  log P of S2 = H1 W2 + b2
-    l2 = torch.dot(W1.view(-1), W1.view(-1)).add_(torch.dot(W2.view(-1), W2.view(-1)))  # ||W1||^2 + ||W2||^2
-    loss = F.nll_loss(log_probs, y).add_(l2, alpha=reg)  # mean -log P[y] + reg (||W1||^2 + ||W2||^2)
+    loss, H1, log_probs = two_layer_forward(X, y, W1, b1, W2, b2, reg)  # TwoLayerLoss.forward: 0-d, (N, H), (N, C)
     if finite_only and not math.isfinite(loss):  # a Python float read: ~0.3 us on a CPU, 5 us as torch.isfinite
         return loss
     # backward: the formulas, everything taken before any parameter changes
     dS2 = scaled_dscores(log_probs, y, 1.0)  # (N, C)  formula (4): dS2 = (P - Y) / N
-    dH1 = torch.ops.aten.threshold_backward(dS2 @ W2.T, H1, 0)  # (N, H)  dS2 W2^T masked by (S1 > 0)
+    dH1 = relu_backward(dS2, W2, H1)  # (N, H)  dS2 W2^T masked by (S1 > 0)
     layers = ((W1, b1, X, dH1), (W2, b2, H1, dS2))  # (W, b, A, dS): dW = A^T dS + 2 reg W, db = column sums of dS
     if not momentum:
         # [bridge:fused-update]

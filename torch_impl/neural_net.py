@@ -33,12 +33,13 @@ The dtype rule (the same in torch_impl/linear_classifier.py):
 """
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from torch_impl.backward_ops import reg_plus_mm, scaled_dscores, upstream_scale
+from torch_impl.backward_ops import reg_plus_mm, relu_backward, scaled_dscores, two_layer_forward, upstream_scale
 from torch_impl.validation import as_features, as_labels, check_net_sizes, check_two_layer_inputs
+
+PARAM_NAMES = ("W1", "b1", "W2", "b2")  # the order of every two-layer signature, grads dict and .npz
 
 
 def two_layer_loss(X, y, W1, b1, W2, b2, reg):
@@ -115,7 +116,7 @@ class TwoLayerNet(nn.Module):
     @property
     def params(self):
         """{'W1': (D, H), 'b1': (H,), 'W2': (H, C), 'b2': (C,)}, the live nn.Parameters."""
-        return {"W1": self.W1, "b1": self.b1, "W2": self.W2, "b2": self.b2}
+        return {name: getattr(self, name) for name in PARAM_NAMES}
 
     def extra_repr(self):
         """The shapes, dtype and device: TwoLayerNet(W1 (D, H), b1 (H,), W2 (H, C), b2 (C,), dtype, device)."""
@@ -195,13 +196,7 @@ class TwoLayerLoss(torch.autograd.Function):
             raise ValueError("y: got None; expected (N,) integer labels (TwoLayerLoss computes a loss)")
         check_two_layer_inputs(X, y, W1, b1, W2, b2, reg, values=False)  # metadata only: no host sync
         y = y.long()  # any integer dtype: nll_loss and scatter need int64 (no copy when it is)
-        S1 = torch.addmm(b1, X, W1)  # (N, H)  S1 = X W1 + b1
-        H1 = S1.clamp_min_(0)  # (N, H)  ReLU in place: H1 > 0 exactly where S1 > 0, the mask backward needs
-        scores = torch.addmm(b2, H1, W2).to(W2.dtype)  # (N, C)  S2 = H1 W2 + b2; autocast: softmax in W's dtype
-        shifted = scores - torch.amax(scores, dim=1, keepdim=True)  # (N, C)  max subtraction
-        log_probs = shifted.sub_(torch.exp(shifted).sum(1, keepdim=True).log_())  # (N, C)  log P, log-sum-exp
-        l2 = torch.dot(W1.reshape(-1), W1.reshape(-1)).add_(torch.dot(W2.reshape(-1), W2.reshape(-1)))
-        loss = F.nll_loss(log_probs, y).add_(l2, alpha=reg)  # mean -log P[y] + reg (||W1||^2 + ||W2||^2)
+        loss, H1, log_probs = two_layer_forward(X, y, W1, b1, W2, b2, reg)  # 0-d, (N, H), (N, C)
         ctx.save_for_backward(X, y, W1, W2, H1, log_probs)
         ctx.reg = reg
         return loss
@@ -218,7 +213,7 @@ class TwoLayerLoss(torch.autograd.Function):
         db2 = dS2.sum(0) if need[5] else None  # (C,)  column sums
         dW1 = db1 = None
         if need[2] or need[3]:
-            dH1 = torch.ops.aten.threshold_backward(dS2 @ W2.T, H1, 0)  # (N, H)  dS2 W2^T masked by (S1 > 0)
+            dH1 = relu_backward(dS2, W2, H1)  # (N, H)  dS2 W2^T masked by (S1 > 0)
             dW1 = reg_plus_mm(W1, X.T, dH1, two_reg, g) if need[2] else None  # (D, H)  formula (5), layer 1
             db1 = dH1.sum(0) if need[3] else None  # (H,)  column sums
         return None, None, dW1, db1, dW2, db2, None

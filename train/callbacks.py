@@ -64,10 +64,8 @@ class TrainingPlots(L.Callback):
         self.first_step = trainer.global_step  # restored from the checkpoint by now
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if isinstance(outputs, dict):  # a step block returns every step's loss (train/module.py)
-            loss = outputs.get("step_losses", outputs.get("loss"))
-        else:
-            loss = outputs
+        # TwoLayerNetModule returns every SGD step's loss; another module its loss
+        loss = outputs.get("step_losses", outputs.get("loss")) if isinstance(outputs, dict) else outputs
         if self.enabled and loss is not None:
             self.losses.append(loss.detach().reshape(-1))  # stays on the device; one transfer at the end
 

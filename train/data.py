@@ -16,7 +16,7 @@ Epoch and resume protocol (how Lightning drives WithReplacementBatches):
   ``WithReplacementBatches.sampler`` is the object itself, so the epoch key follows the trainer.
 - It is a Lightning "stateful" iterable (``state_dict``/``load_state_dict``): a checkpoint stores
   {epoch, next_batch}, and a run restored mid-epoch starts that epoch at ``next_batch``. In step-block mode
-  next_batch counts the SGD steps taken (a block cut at max_steps reports its steps through ``block["ran"]``).
+  next_batch counts the SGD steps taken (a block cut at max_steps reports its steps through ``block.ran``).
 """
 import math
 import warnings
@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from torch_impl.validation import check_positive_int, check_split
+from train.step_blocks import StepBlock
 
 # Lightning's "true" precisions keep data in that dtype; the mixed ones keep float32 inputs.
 PRECISION_DTYPES = {"64-true": torch.float64, "64": torch.float64, "16-true": torch.float16,
@@ -63,11 +64,9 @@ class WithReplacementBatches:
     (Lightning counts the skipped batches as already done).
 
     ``block_size`` K >= 1 (asked for by a model's ``train_block_size``, e.g. TwoLayerNetModule with steps_per_call
-    or cuda_graph) yields step blocks instead, ceil(ceil(N / B) / K) per epoch: dicts {"X": (N, D), "y": (N,), the
-    whole device-resident split, "indices": (ceil(N / B), B) this epoch's batch indices on the device (one table per
-    epoch, the same object for each of its blocks), "first": the block's first batch, "count": its batches (<= K,
-    or < 2K for the first block of an epoch resumed inside a block), "ran": ``ran(first, count)``, to be called by a
-    consumer that runs fewer than "count" batches (state_dict then saves the batches stepped)}.
+    or cuda_graph) yields step blocks instead (train/step_blocks.py's StepBlock), ceil(ceil(N / B) / K) per epoch:
+    the whole device-resident split, this epoch's batch index table (ceil(N / B), B) on the device, the block's
+    first batch and its count (<= K, or < 2K for the first block of an epoch resumed inside a block), and ``ran``.
     """
 
     def __init__(self, X, y, batch_size, seed, epoch=0, start_batch=0, rank=0, world_size=1, block_size=0):
@@ -130,8 +129,7 @@ class WithReplacementBatches:
             # with the next one, so the epoch keeps the block count Lightning has counted (the cut block included)
             end = min((first // K + 1 + (first % K > 0)) * K, self.num_batches)
             self.next_batch = end
-            yield {"X": self.X, "y": self.y, "indices": table, "first": first, "count": end - first,
-                   "ran": self.ran}
+            yield StepBlock(self.X, self.y, table, first, end - first, self.ran)
             first = end
         self.next_batch = self.num_batches
 

@@ -24,17 +24,17 @@ the checkpoint): ``lr_schedule="epoch"`` multiplies after every ceil(N / B) step
 article's loop exactly: after step ``it`` whenever ``it % max(N / B, 1) == 0`` with that float epoch length, it == 0
 included (so the second step already runs at lr * decay, and non-integer N / B decays only at multiples of it).
 
-``steps_per_call`` K > 1 runs K SGD steps per training_step on a step block of the data module (fewer Lightning
-steps and hooks per SGD step); ``cuda_graph=True`` replays those K steps from one captured CUDA graph
-(train/step_blocks.py; on a CPU the steps run eagerly). trainer.global_step and max_steps count SGD steps
-either way; with K > 1, logging (train/loss, lr: the block's last step), val_check_interval and log_every_n_steps
-count training_steps. train/loss and lr are logged only on the training_steps whose step metrics Lightning writes
-(every log_every_n_steps-th, see ``_logs_this_step``) and on each epoch's last batch; the loss history plot
-(train/callbacks.py) takes every SGD step's loss from training_step's return value instead (a block returns
-``{"loss": its last step's, "step_losses": (count,)}``). In 32/64-bit precision on one device a block runs its
-steps with torch_impl/fused_step.py (no autograd, the update fused into the GEMMs): that is why
-``python -m train fit`` defaults to ``steps_per_call`` 16 (train/cli.py), while the module's own default stays 1,
-every step through the front door above.
+The step path is chosen once, at fit start, and named in one log line (``step path: fused, 16 SGD steps per
+training_step``; train/step_blocks.py's choose_step_path): "front door" is sgd_step above for every step; "fused"
+(torch_impl/fused_step.py: no autograd, the update inside the GEMMs) and "graph" (torch_impl/cuda_graph.py, with
+``cuda_graph=True`` on a CUDA device) take the steps of a step block without the engine, where nothing listens to
+``.grad`` (one device, 32/64-bit precision, grad_mode "manual"). ``steps_per_call`` K > 1 or ``cuda_graph`` makes
+the data module yield step blocks of K batches (one training_step each, fewer Lightning hooks per SGD step); that is
+why ``python -m train fit`` defaults to ``steps_per_call`` 16 (train/cli.py), while the module's own default stays 1.
+trainer.global_step and max_steps count SGD steps either way; log_every_n_steps, val_check_interval and the
+progress bar count training_steps. train/loss and lr (the last step's) are logged on the training_steps whose step
+metrics Lightning writes and on each epoch's last batch; training_step returns ``{"loss": the last step's,
+"step_losses": (count,)}``, every SGD step's loss for the loss history plot (train/callbacks.py).
 """
 import math
 import random
@@ -43,14 +43,14 @@ from typing import Literal
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torchmetrics.classification import MulticlassAccuracy
 
 from torch_impl.autograd_twin import two_layer_loss_autograd
 from torch_impl.neural_net import TwoLayerLoss, TwoLayerNet
 from torch_impl.validation import check_nonnegative_float, check_positive_float, check_positive_int
-from train.schedule import EpochDecay
-from train.step_blocks import StepBlockRunner, block_batch
+from train.schedule import EpochDecay, lr_at
+from train.step_blocks import StepBlock, StepBlockRunner, choose_step_path
 
 
 class TwoLayerNetModule(L.LightningModule):
@@ -100,6 +100,7 @@ class TwoLayerNetModule(L.LightningModule):
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.step_path = None  # "front door" | "fused" | "graph", chosen at fit start
         self.block_runner = None  # StepBlockRunner, made at fit start when train_block_size > 0
 
     @property
@@ -108,8 +109,14 @@ class TwoLayerNetModule(L.LightningModule):
         return self.hparams.steps_per_call if self.hparams.cuda_graph or self.hparams.steps_per_call > 1 else 0
 
     def on_fit_start(self):
-        if self.train_block_size:
-            self.block_runner = StepBlockRunner(self)  # refuses cuda_graph with DDP or a non-32-bit precision
+        """Choose the step path, once, and say which (refuses cuda_graph with DDP or a non-32-bit precision)."""
+        self.step_path, why = choose_step_path(self.hparams, self.trainer, self.device)
+        self.block_runner = StepBlockRunner(self, self.step_path) if self.train_block_size else None
+        steps = self.train_block_size or 1
+        last = " (each block's last through the front door: a callback reads .grad)" if (
+            self.block_runner is not None and self.block_runner.last_through_front_door) else ""
+        rank_zero_info(f"step path: {self.step_path}, {steps} SGD step{'s' * (steps > 1)} per training_step{last} "
+                       f"({why})")
 
     def on_save_checkpoint(self, checkpoint):
         """Add the global RNG states (torch, CUDA, numpy, random) as tensors and ints (weights_only loads them)."""
@@ -204,6 +211,7 @@ class TwoLayerNetModule(L.LightningModule):
         opt, sched = self.optimizers(), self.lr_schedulers()
         loss = self.batch_loss(X, y)
         self.last_loss = loss.detach()  # read by train/divergence.py's guard before the update
+        self.last_batch = (X, y)  # read by train/verification_callback.py before the update
         self.manual_backward(loss)  # hand-written (or autograd) gradients into .grad, via the engine
         opt.step()  # W -= lr * dW (SGD, optionally with momentum)
         opt.zero_grad(set_to_none=False)
@@ -213,27 +221,22 @@ class TwoLayerNetModule(L.LightningModule):
 
     # [bridge:lightning-training-step]
     def training_step(self, batch, batch_idx):
-        if isinstance(batch, dict):  # a step block of batch["count"] SGD steps (train_block_size > 0)
-            step_losses, lr = self.block_runner(batch)  # (count,)
-            loss = step_losses[-1]
+        if isinstance(batch, StepBlock):  # the steps of a block, on the step path chosen at fit start
+            step_losses = self.block_runner(batch)  # (count,)
+            X, y = batch.step_batch(len(step_losses) - 1)  # the last step's batch (B, D), (B,)
         else:
             X, y = batch  # (B, D), (B,)
-            lr = self.optimizers().param_groups[0]["lr"]  # the lr this step uses
-            loss = self.sgd_step(X, y)
+            step_losses = self.sgd_step(X, y).reshape(1)  # (1,)
+        loss = step_losses[-1]
         last_batch = batch_idx == self.trainer.num_training_batches - 1
         if last_batch or self._logs_this_step():  # self.log costs ~0.1 ms; most steps' values are never written
             self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
-            self.log("lr", lr, on_step=True, on_epoch=False)
-        if last_batch:
-            # cs231n's train accuracy: the epoch's last batch, after its update
-            if isinstance(batch, dict):
-                X, y = block_batch(batch, batch["first"] + batch["count"] - 1)  # (B, D), (B,)
+            self.log("lr", lr_at(self.lr_schedulers(), self.trainer.global_step - 1), on_step=True, on_epoch=False)
+        if last_batch:  # cs231n's train accuracy: the epoch's last batch, after its update
             with torch.no_grad():
                 self.train_acc(self.net(X).argmax(dim=1), y)
             self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=y.shape[0])
-        if isinstance(batch, dict):
-            return {"loss": loss, "step_losses": step_losses}  # every step's loss, for the loss history plot
-        return loss
+        return {"loss": loss, "step_losses": step_losses}  # every step's loss, for the loss history plot
     # [/bridge:lightning-training-step]
 
     def _logs_this_step(self):
@@ -242,6 +245,8 @@ class TwoLayerNetModule(L.LightningModule):
         LearningRateMonitor asks too). True when that cannot be asked. The epoch's last batch logs as well, so
         callback_metrics (EarlyStopping, the progress bar) hold the epoch's last loss."""
         trainer = self.trainer
+        # private Lightning API (2.4-2.6): the public way, self.log on every step, costs ~0.1 ms a step for values
+        # the logger drops
         connector = getattr(trainer, "_logger_connector", None)
         try:
             return bool(trainer.fast_dev_run or connector.should_update_logs)
@@ -250,10 +255,8 @@ class TwoLayerNetModule(L.LightningModule):
 
     def _evaluate(self, batch, metric, stage):
         X, y = batch  # (n, D), (n,)
-        scores = self.net(X)  # (n, C)
-        loss = torch.nn.functional.cross_entropy(scores, y) + self.hparams.reg * (
-            torch.sum(self.net.W1 * self.net.W1) + torch.sum(self.net.W2 * self.net.W2))
-        metric(scores.argmax(dim=1), y)
+        loss = self.batch_loss(X, y)  # the training loss, by the same gradient path
+        metric(self.net(X).argmax(dim=1), y)
         self.log(f"{stage}/loss", loss, batch_size=X.shape[0], prog_bar=stage == "val", sync_dist=True)
         self.log(f"{stage}/acc", metric, batch_size=X.shape[0], prog_bar=stage == "val")
 

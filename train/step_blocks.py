@@ -1,160 +1,209 @@
-"""Step blocks: K SGD steps per Lightning training_step, and the one place those steps are counted."""
-import logging
+"""Step blocks: K SGD steps per Lightning training_step, the step path that runs them, and the one place they are
+counted.
+
+Usage (TwoLayerNetModule does this at fit start; the data module yields StepBlocks when the model's
+``train_block_size`` K >= 1)::
+
+    path, why = choose_step_path(module.hparams, trainer, module.device)   # "front door" | "fused" | "graph"
+    runner = StepBlockRunner(module, path)
+    step_losses = runner(block)                                            # (count,), one per SGD step
+
+The three step paths, chosen once per fit and named in one log line:
+
+    front door   loss = TwoLayerLoss.apply(...); manual_backward(loss); opt.step(); sched.step()   (sgd_step)
+                 the gradients reach ``.grad`` through the autograd engine, where DDP, AMP and callbacks see them
+    fused        torch_impl/fused_step.py's fused_sgd_step: no autograd, the update inside the GEMMs
+    graph        torch_impl/cuda_graph.py: the block's steps replayed from one captured CUDA graph
+
+A fast path (fused, graph) takes the block's steps without Lightning; finish_block then does Lightning's part for
+both in one order: it counts the steps, and the block's last step fires Lightning's optimizer hooks at its own
+step number, either through the front door (a callback that reads ``.grad`` declares ``needs_grads``; on a CPU,
+also the rest of a block whose fused step met a NaN/Inf loss, so the divergence guard stops it before its update)
+or as one opt.step() without gradients after the fast path updated the parameters.
+"""
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 from torch_impl.cuda_graph import GraphedSGDSteps
 from torch_impl.fused_step import fused_sgd_step
+from train.schedule import lr_at, set_step
 
-log = logging.getLogger(__name__)
+STEP_PATHS = ("front door", "fused", "graph")
+FULL_PRECISIONS = ("32-true", "32", "64-true", "64")  # no autocast, no grad scaler: the fast paths' arithmetic
 
 
-def block_batch(block, b):
-    """Batch ``b`` of a step block (see train/data.py's WithReplacementBatches): (X_b (B, D), y_b (B,))."""
-    idx = block["indices"][b]  # (B,)
-    return block["X"].index_select(0, idx), block["y"].index_select(0, idx)
+@dataclass
+class StepBlock:
+    """The batches of ``count`` consecutive SGD steps, as train/data.py's WithReplacementBatches yields them.
+
+    X: (N, D), y: (N,): the whole device-resident training split; indices: (num_batches, B) int64, the epoch's batch
+    indices on the device (one table per epoch, the same object for each of its blocks); first: the block's first
+    batch of the epoch; count: its batches; ran: ``ran(first, count)``, called by a consumer that runs fewer than
+    ``count`` (the data's saved state then counts the batches stepped), or None.
+    """
+
+    X: torch.Tensor
+    y: torch.Tensor
+    indices: torch.Tensor
+    first: int
+    count: int
+    ran: Callable[[int, int], None] | None = None
+
+    def step_batch(self, j):
+        """The batch of the block's step ``j`` (0-based): X_b (B, D), y_b (B,)."""
+        idx = self.indices[self.first + j]  # (B,)
+        return self.X.index_select(0, idx), self.y.index_select(0, idx)
+
+
+def steps_crossed(before, after, every):
+    """Whether a multiple of ``every`` lies in (before, after]: a count that moved from ``before`` to ``after``
+    reached one. With step blocks a count jumps by up to K, so ``after % every == 0`` alone would miss most."""
+    return after // every > before // every
+
+
+def choose_step_path(hparams, trainer, device):
+    """The step path of this fit and why: ("front door" | "fused" | "graph", a few words).
+
+    hparams: the module's (steps_per_call, cuda_graph, grad_mode); trainer: world_size, precision; device: the
+    module's. Raises ValueError for cuda_graph with several processes or another precision than 32-true.
+    """
+    precision = str(trainer.precision)
+    if hparams.cuda_graph and trainer.world_size > 1:
+        raise ValueError(f"cuda_graph: got True with {trainer.world_size} processes; expected one device "
+                         "(the captured step has no gradient all-reduce); use --model.cuda_graph false")
+    if hparams.cuda_graph and precision not in ("32-true", "32"):
+        raise ValueError(f"cuda_graph: got True with precision {trainer.precision!r}; expected 32-true "
+                         "(the captured step has no autocast or grad scaler); use --model.cuda_graph false")
+    if hparams.cuda_graph and device.type == GraphedSGDSteps.device_type:
+        return "graph", "cuda_graph"
+    no_graph = f"cuda_graph: no CUDA device, training on {device.type}; " if hparams.cuda_graph else ""
+    if hparams.steps_per_call == 1 and not hparams.cuda_graph:
+        return "front door", "one step per training_step"
+    if trainer.world_size > 1:
+        return "front door", f"{no_graph}{trainer.world_size} processes: DDP all-reduces .grad"
+    if precision not in FULL_PRECISIONS:
+        return "front door", f"{no_graph}precision {precision}: autocast and the grad scaler act on the engine"
+    if hparams.grad_mode != "manual":
+        return "front door", f"{no_graph}grad_mode {hparams.grad_mode}"
+    return "fused", f"{no_graph}one device, precision {precision}, hand-written gradients"
+
+
+def momentum_buffers(optimizer, params, momentum):
+    """torch.optim.SGD's momentum buffers of ``params``, created as zeros where missing (SGD's first step gives
+    v = 0 momentum + dW = dW as well), so that every path updates the optimizer's own state; [] without momentum."""
+    if not momentum:
+        return []
+    for p in params:
+        if optimizer.state[p].get("momentum_buffer") is None:
+            optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p)
+    return [optimizer.state[p]["momentum_buffer"] for p in params]
 
 
 class StepBlockRunner:
-    """Runs TwoLayerNetModule's step blocks: ``count`` eager sgd_steps, or one replay of the captured graph on CUDA.
+    """Runs TwoLayerNetModule's step blocks on one step path; trainer.global_step and the LambdaLR count SGD steps.
 
-    Step counting: trainer.global_step counts SGD steps, as with one step per training_step. An eager block in
-    32/64-bit precision on one device runs its steps without Lightning's per-step hooks: fused_sgd_step
-    (torch_impl/fused_step.py, the same math with the update inside the gradient GEMMs) for grad_mode "manual", then
-    one opt.step() without gradients for Lightning's hooks, like a replay; for grad_mode "autograd", or when a
-    callback needs gradients (``needs_grads``), its last step is sgd_step (manual_backward, the LightningOptimizer
-    and its hooks) and the others backward and the torch optimizer. Under DDP or mixed precision every step is
-    sgd_step. Each counts as an optimizer step. A replay calls the optimizer once (Lightning's hooks, e.g. the
-    divergence guard, see the block's last loss; no ``.grad`` is set, so SGD changes nothing) and counts the other
-    count - 1 steps through the LightningOptimizer's step-progress hooks. The LambdaLR advances by ``count``; a
-    replay reads each step's lr from a per-epoch device table filled from the same lambda. A block is cut short at
-    trainer.max_steps, and the cut is reported to the block's sampler (``block["ran"]``), so a resumed run continues
-    after the last step taken.
+    module: the TwoLayerNetModule (its optimizer, scheduler and sgd_step); path: one of STEP_PATHS. With a
+    callback that declares ``needs_grads`` (GradientVerification), a fast path leaves each block's last step to the
+    front door, so that the callback sees that step's ``.grad``.
     """
 
-    def __init__(self, module):
-        hp, trainer = module.hparams, module.trainer
-        if hp.cuda_graph and trainer.world_size > 1:
-            raise ValueError(f"cuda_graph: got True with {trainer.world_size} processes; expected one device "
-                             "(the captured step has no gradient all-reduce); use --model.cuda_graph false")
-        if hp.cuda_graph and str(trainer.precision) not in ("32-true", "32"):
-            raise ValueError(f"cuda_graph: got True with precision {trainer.precision!r}; expected 32-true "
-                             "(the captured step has no autocast or grad scaler); use --model.cuda_graph false")
-        self.module = module
-        self.use_graph = hp.cuda_graph and module.device.type == GraphedSGDSteps.device_type
-        if hp.cuda_graph and not self.use_graph:
-            log.info("cuda_graph: no CUDA device (training on %s), running the steps eagerly", module.device)
-        self.quick_steps = trainer.world_size == 1 and str(trainer.precision) in ("32-true", "32", "64-true", "64")
-        # callbacks that read .grad in on_before_optimizer_step (GradientVerification) need a block's last step
-        # to go through manual_backward
-        self.needs_grads = any(getattr(cb, "needs_grads", False) for cb in trainer.callbacks)
-        self.graphed, self._table, self._buffers = None, None, None
-        self.losses, self.last_count = None, 0  # the last replay's loss buffer (K,) and its steps
+    def __init__(self, module, path):
+        if path not in STEP_PATHS:
+            raise ValueError(f"path: got {path!r}; expected one of {STEP_PATHS}")
+        self.module, self.path = module, path
+        self.last_through_front_door = path != "front door" and any(
+            getattr(cb, "needs_grads", False) for cb in module.trainer.callbacks)
+        self.graphed, self._buffers, self._table = None, None, None
 
     def __call__(self, block):
-        """Train on a block; returns (the losses of its steps (count,), detached; the last step's lr)."""
-        m = self.module
-        first, count = block["first"], block["count"]
-        if m.trainer.max_steps is not None and m.trainer.max_steps >= 0:
-            count = min(count, m.trainer.max_steps - m.trainer.global_step)
-            if count < block["count"] and "ran" in block:
-                block["ran"](first, count)  # the data's saved state counts the steps run, not the block's
-        if self.use_graph:
-            losses = self._replay(block, first, count)
+        """Train on ``block``; returns the detached losses of its steps (count,), each computed before its update."""
+        count = self.steps_to_run(block)
+        fast = 0 if self.path == "front door" else count - self.last_through_front_door
+        if self.path == "fused":
+            fast_losses = self._fused(block, fast)
+        elif self.path == "graph":
+            fast_losses = self._replay(block, fast)
         else:
-            losses = self._eager(block, first, count)
-        sched = m.lr_schedulers()
-        return losses, sched.base_lrs[0] * sched.lr_lambdas[0](sched.last_epoch - 1)
+            fast_losses = block.X.new_empty(0)
+        return self.finish_block(block, count, fast_losses)
 
-    def _eager(self, block, first, count):
-        """``count`` eager steps as quick steps, except step 0 of a run (torch's lr scheduler warns when its first
-        step() comes before any optimizer.step()) and, unless every step is fused, the block's last (sgd_step, so
-        that the optimizer hooks see a real step with gradients). Paths are chosen by position, never by "first in
-        this process", so a resumed run takes the same ones. Returns the losses (count,)."""
+    def steps_to_run(self, block):
+        """The block's count, cut at trainer.max_steps; a cut is reported to the block's sampler (``block.ran``), so
+        a resumed run continues right after the last step taken."""
+        trainer = self.module.trainer
+        count = block.count
+        if trainer.max_steps is not None and trainer.max_steps >= 0:
+            count = min(count, trainer.max_steps - trainer.global_step)
+            if count < block.count and block.ran is not None:
+                block.ran(block.first, count)
+        return count
+
+    def finish_block(self, block, count, fast_losses):
+        """Lightning's part of a block whose first len(fast_losses) steps a fast path took, the same for both.
+
+        Counts those steps, then either runs the block's remaining steps through the front door (sgd_step: each
+        fires the optimizer hooks with its ``.grad``), or, when the fast path took them all, fires the hooks once
+        for the last step, at its step number and with its loss, by an opt.step() without gradients. Returns the
+        losses of the block's steps (count,).
+        """
         m = self.module
         opt, sched, step0 = m.optimizers(), m.lr_schedulers(), m.trainer.global_step
-        fused = None
-        if self.quick_steps and m.hparams.grad_mode == "manual":  # looked up once per block, not per step
-            hp, params = m.hparams, list(m.net.params.values())
-            fused = (params, hp.reg, hp.momentum, self._momentum_buffers(opt.optimizer))
-        all_fused = fused is not None and not self.needs_grads
-        losses = []
-        for j, b in enumerate(range(first, first + count)):
-            X, y = block_batch(block, b)  # (B, D), (B,)
-            last, loss = j == count - 1, None
-            if self.quick_steps and step0 + j > 0 and (all_fused or not last):
-                loss = self._quick_step(X, y, opt, sched, fused, last)
-            losses.append(m.sgd_step(X, y) if loss is None else loss)
-        return torch.stack(losses)  # (count,)
-
-    def _quick_step(self, X, y, opt, sched, fused, last=False):
-        """sgd_step's math on X: (B, D), y: (B,) without Lightning's per-step hooks, counted as an optimizer step.
-
-        fused = (params, reg, momentum, momentum buffers) for grad_mode "manual": torch_impl/fused_step.py's
-        fused_sgd_step (no autograd, the update inside the GEMMs); on a CPU it reads the loss first and, when it
-        is NaN/Inf, leaves the parameters alone and returns None, so that the caller runs this step as sgd_step,
-        where the divergence guard stops it before any update. fused None (grad_mode "autograd"): the autograd
-        twin, backward and the torch optimizer. Returns the 0-d loss or None. ``last``: the block's last step, all
-        fused: after its update opt.step() runs Lightning's hooks (the divergence guard reads ``last_loss``) and
-        counts it; no ``.grad`` is set, so SGD changes nothing.
-        """
-        if fused is not None:
-            params, reg, momentum, buffers = fused
-            on_cpu = X.device.type == "cpu"
-            loss = fused_sgd_step(X, y, *params, reg, opt.optimizer.param_groups[0]["lr"], momentum, buffers,
-                                  finite_only=on_cpu)
-            if on_cpu and not math.isfinite(loss):  # the parameters are untouched
-                return None
-        else:
-            loss = self.module.batch_loss(X, y)
-            loss.backward()  # what manual_backward does in 32/64-bit precision on one device
-            opt.optimizer.step()  # W -= lr * dW
-            opt.optimizer.zero_grad(set_to_none=False)
-        if last:
-            self._hooks_step(opt, loss.detach())
-        else:
-            opt._on_before_step()  # Lightning's step count, as LightningOptimizer.step does it
-            opt._on_after_step()
-        sched.step()
-        return loss.detach()
-
-    def _hooks_step(self, opt, loss):
-        """One opt.step() after the parameters were already updated: Lightning's optimizer hooks (the divergence
-        guard reads ``last_loss`` = ``loss``, 0-d) and one step count. The grads are set to None first, so that
-        SGD changes nothing (zeros left by an earlier sgd_step would still move the momentum and the weights)."""
-        self.module.last_loss = loss
-        opt.optimizer.zero_grad(set_to_none=True)
-        opt.step()
-
-    def _momentum_buffers(self, opt):
-        """The optimizer's momentum buffers (created as zeros: v = 0 momentum + dW = dW, SGD's first step)."""
-        if not self.module.hparams.momentum:
-            return []
-        for p in self.module.net.parameters():
-            if opt.state[p].get("momentum_buffer") is None:
-                opt.state[p]["momentum_buffer"] = torch.zeros_like(p)
-        return [opt.state[p]["momentum_buffer"] for p in self.module.net.parameters()]
-
-    def _replay(self, block, first, count):
-        m, opt, sched = self.module, self.module.optimizers(), self.module.lr_schedulers()
-        buffers = self._momentum_buffers(opt.optimizer)
-        if self.graphed is None or any(a is not b for a, b in zip(buffers, self._buffers)):  # new, or state reloaded
-            self.graphed = GraphedSGDSteps(m.batch_loss, list(m.net.parameters()), block["X"], block["y"],
-                                           m.hparams.momentum, buffers)
-            self._buffers, self._table = buffers, None
-        table = block["indices"]  # (num_batches, B), one object per epoch
-        if table is not self._table:
-            base, factor, n0 = sched.base_lrs[0], sched.lr_lambdas[0], sched.last_epoch  # step n uses base factor(n)
-            lrs = [base * factor(n0 + b - first) if b >= first else 0.0 for b in range(table.shape[0])]
-            self.graphed.load_epoch(table, torch.tensor(lrs, dtype=self.graphed.lrs_dtype))
-            self._table = table
-        self.losses, self.last_count = self.graphed.run(first, count), count  # (count,), overwritten by the next
-        losses = self.losses[:count].clone()  # (count,) kept past the next replay
-        self._hooks_step(opt, losses[-1])
-        for _ in range(count - 1):  # count the rest, as count optimizer steps would
+        fast = len(fast_losses)
+        if count == 0:  # max_steps already reached
+            return fast_losses
+        hooks_only = fast == count  # the fast path took every step
+        counted = fast - 1 if hooks_only else fast  # steps counted without hooks
+        for _ in range(counted):
+            # private Lightning API (2.4-2.6): the LightningOptimizer's step count (trainer.global_step) without
+            # running a step; the public opt.step() per step would add every optimizer hook (~50 us) per step
             opt._on_before_step()
             opt._on_after_step()
-        sched.last_epoch += count - 1
-        sched.step()  # LambdaLR: lr = base factor(last_epoch), the next step's
-        return losses
+        set_step(sched, step0 + counted)  # the optimizer's lr: that of the next step through opt.step()
+        if hooks_only:
+            m.last_loss = fast_losses[-1]  # the divergence guard reads the last step's loss
+            opt.optimizer.zero_grad(set_to_none=True)  # no .grad: SGD's step changes nothing (zeros move momentum)
+            opt.step()  # Lightning's optimizer hooks and step count for the block's last step
+            sched.step()
+            return fast_losses
+        rest = [m.sgd_step(*block.step_batch(j)) for j in range(fast, count)]  # (B, D), (B,); each steps the lr
+        return torch.cat([fast_losses, torch.stack(rest)]) if fast else torch.stack(rest)  # (count,)
+
+    def _fused(self, block, count):
+        """``count`` fused steps from the block's first; returns their losses (<= count,). On a CPU it stops before a
+        step with a NaN/Inf loss, parameters untouched, and leaves that step and the rest of the block to the front
+        door, where the divergence guard stops it before its update."""
+        m = self.module
+        hp, params = m.hparams, list(m.net.parameters())
+        sched, step0 = m.lr_schedulers(), m.trainer.global_step
+        buffers = momentum_buffers(m.optimizers().optimizer, params, hp.momentum)
+        on_cpu = block.X.device.type == "cpu"
+        losses = []
+        for j in range(count):
+            X, y = block.step_batch(j)  # (B, D), (B,)
+            loss = fused_sgd_step(X, y, *params, hp.reg, lr_at(sched, step0 + j), hp.momentum, buffers,
+                                  finite_only=on_cpu)
+            if on_cpu and not math.isfinite(loss):
+                break
+            losses.append(loss)
+        return torch.stack(losses) if losses else block.X.new_empty(0)
+
+    def _replay(self, block, count):
+        """``count`` steps from the block's first in one replay of the captured graph; returns their losses (count,)."""
+        if count == 0:
+            return block.X.new_empty(0)
+        m = self.module
+        sched, step0 = m.lr_schedulers(), m.trainer.global_step
+        buffers = momentum_buffers(m.optimizers().optimizer, list(m.net.parameters()), m.hparams.momentum)
+        if self.graphed is None or any(a is not b for a, b in zip(buffers, self._buffers)):  # new, or state reloaded
+            self.graphed = GraphedSGDSteps(m.batch_loss, list(m.net.parameters()), block.X, block.y,
+                                           m.hparams.momentum, buffers)
+            self._buffers, self._table = buffers, None
+        if block.indices is not self._table:  # a new epoch: its batch table and the lr of each of its batches
+            lrs = [lr_at(sched, step0 + b - block.first) if b >= block.first else 0.0
+                   for b in range(block.indices.shape[0])]
+            self.graphed.load_epoch(block.indices, torch.tensor(lrs, dtype=self.graphed.lrs_dtype))
+            self._table = block.indices
+        return self.graphed.run(block.first, count).clone()  # (count,), kept past the next replay
