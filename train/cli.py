@@ -6,7 +6,10 @@ Usage::
     python -m train fit --config configs/spiral.yaml      # an explicit config starts from the class defaults
     python -m train fit --model.hidden_size 100 --data SpiralDataModule --data.batch_size 100
     python -m train fit --print_config > my.yaml          # the full config, runnable with --config my.yaml
-    python -m train test --ckpt_path lightning_logs/version_0/checkpoints/last.ckpt
+    python -m train test --ckpt_path lightning_logs/version_0/checkpoints/last.ckpt   # that run's settings
+    python -m train test                                  # the newest run's last.ckpt (said on stderr)
+    python -m train fit --help                            # model, data and the main Trainer options
+    python -m train fit --trainer.help                    # every option, the Trainer's and the checkpoints' too
 
 When neither ``--config`` nor ``--data`` is given, configs/digits.yaml is used, so the bare command trains the
 digits with tuned values; a ``--config`` or ``--data`` replaces it, and keys not given take the classes' defaults
@@ -14,48 +17,69 @@ digits with tuned values; a ``--config`` or ``--data`` replaces it, and keys not
 The data module's input size and class count are linked into the model, so no config repeats them. Every run writes
 checkpoints (last.ckpt and the best), a CSV log and the plots of train/callbacks.py into lightning_logs/version_N/.
 
+Checkpoints carry their run (train/runs.py). With ``--ckpt_path FILE`` and no ``--config``, the settings come from
+the checkpoint's run, ``version_N/config.yaml`` beside ``version_N/checkpoints/``, in place of configs/digits.yaml
+(a checkpoint without one: the model's hyperparameters saved in it); options on the command line still override
+them. validate/test/predict without ``--ckpt_path`` (or with ``last``) take the newest run's last.ckpt and say so;
+with no run at all they stop with one error line, never evaluating an untrained net. A file that is not a
+TwoLayerNetModule checkpoint, or one whose W1/W2 shapes differ from the model the command builds, stops with one
+``error:`` line. predict writes predictions.csv into the checkpoint's run folder and logs nothing else; a run that
+fails before writing anything but its config leaves no version folder behind.
+
 Speed default: ``--model.steps_per_call 16`` runs 16 SGD steps per Lightning training_step (one step block; a
 block never spans two epochs), so trainer.global_step and max_steps count SGD steps while log_every_n_steps,
-val_check_interval and the progress bar count blocks; ``--model.steps_per_call 1`` gives one step per
-training_step, every step through the autograd Function and the optimizer (train/module.py).
+val_check_interval and the progress bar count blocks. fit names its step path in one line at the start
+(``step path: fused, 16 SGD steps per training_step``; front door | fused | graph, train/step_blocks.py);
+``--model.steps_per_call 1`` gives one front-door step per training_step, every step through the autograd
+Function and the optimizer (train/module.py).
 
 Reliability defaults (train/checkpoint_io.py, train/divergence.py):
 - checkpoints are written atomically (AtomicCheckpointIO, unless --trainer.plugins names another CheckpointIO);
   last.ckpt (--step_checkpoint, a LastCheckpoint) is the newest state: rewritten every 100 steps, at every epoch
   end and at the end of fit, so a kill mid-epoch loses at most that many steps; ``save_last: link`` is refused
   (it deletes last.ckpt before relinking);
-- ``--ckpt_path last`` means the newest last.ckpt (by modification time) under the logger's root
-  (lightning_logs/version_*/checkpoints/) or in an explicit --checkpoint.dirpath / --step_checkpoint.dirpath; a
-  resumed run logs to a new version_N and continues bit for bit (parameters, optimizer, lr schedule, counters,
-  sampler position, RNG states);
+- ``fit --ckpt_path last`` resumes the newest last.ckpt (by modification time) whose W1/W2 shapes are the model's,
+  under the logger's root (lightning_logs/version_*/checkpoints/) or in an explicit --checkpoint.dirpath /
+  --step_checkpoint.dirpath, and says which (and which newer runs of another shape it passed over); when runs exist
+  but none has those shapes it stops with one error line naming the newest and its config. A resumed run logs to a
+  new version_N and continues bit for bit (parameters, optimizer, lr schedule, counters, sampler position, RNG
+  states);
 - DivergenceGuard (--divergence.*) stops at the first NaN/Inf loss or gradient.
 Errors end the run with ONE line on stderr, ``error: ...``: exit status 2 for bad input (a ValueError: arguments,
 data, an unreadable checkpoint), 3 when training diverged or gradient verification failed. Unknown keys and bad
 types are reported by LightningCLI's parser (usage and an ``error:`` line, exit status 2).
 """
-import logging
+import argparse
+import difflib
+import json
+import os
+import shutil
 import sys
-import warnings
 from pathlib import Path
 
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 import train.data  # noqa: F401  (registers DigitsDataModule, SpiralDataModule for --data SHORT_NAME)
+import train.image_data  # noqa: F401  (registers CIFAR10DataModule, ImageFolderDataModule for --data)
 from train.callbacks import PredictionsCSV, TrainingPlots
-from train.checkpoint_io import AtomicCheckpointIO, LastCheckpoint, find_last_checkpoint
+from train.checkpoint_io import AtomicCheckpointIO, LastCheckpoint
 from train.data import ArrayDataModule
 from train.divergence import DivergenceGuard, TrainingDiverged
 from train.module import TwoLayerNetModule
+from train.quiet import quiet_known_noise
+from train.runs import (
+    LOGS_ROOT,
+    last_checkpoints,
+    param_shapes,
+    read_checkpoint,
+    run_checkpoint_folders,
+    run_config_of,
+    shape_text,
+)
 from train.verification_callback import GradientVerificationError
-
-try:  # the image data modules (CIFAR10DataModule, ImageFolderDataModule), when present
-    import train.image_data  # noqa: F401
-except ModuleNotFoundError as err:
-    if err.name != "train.image_data":
-        raise
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "digits.yaml"
 # The default progress bar redraws every this many batches (and at each epoch's end) instead of Lightning's every
@@ -65,50 +89,104 @@ PROGRESS_BAR_REFRESH_RATE = 10
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 FIT_STEPS_PER_CALL = 16  # the CLI's default --model.steps_per_call (the module's own default is 1)
 
-# Known-harmless warnings on every run, silenced one by one (the data are device tensors, not DataLoaders).
-QUIET_WARNINGS = [
-    r".*does not have many workers which may be a bottleneck.*",
-    r".*The number of training batches \(\d+\) is smaller than the logging interval.*",
-    r".*Your `IterableDataset` has `__len__` defined.*",
-    r".*`isinstance\(treespec, LeafSpec\)` is deprecated.*",
-    r"The dirpath has changed from .* won't be reloaded.*",  # validate/test/predict log to a new version
-    r"Couldn.t infer the batch indices fetched from your dataloader.*",  # PredictionsCSV does not need them
-    r"LightningCLI's args parameter is intended to run from within Python.*",  # python -m train passes argv
-    r".*AMP with fp16 is not supported on CPU.*",  # the CLI refuses 16-mixed there instead (instantiate_trainer)
-    # the step checkpoint is meant to hold the state after opt.step(): that is what an exact resume continues from
-    r"Using ModelCheckpoint with manual optimization and every_n_train_steps.*",
-]
+# fit --help shows these Trainer options; --trainer.help shows every option
+SHORT_HELP_TRAINER = ("trainer.max_epochs", "trainer.max_steps", "trainer.accelerator", "trainer.devices",
+                      "trainer.precision")
+CKPT_PATH_HELP = ("the checkpoint to start from: fit resumes it, validate/test/predict evaluate it, with its run's "
+                  "settings unless --config is given; 'last': the newest run's last.ckpt of this model's shapes")
+FULL_HELP_FLAG = "--trainer.help"
+RUN_FILES = {"config.yaml", "hparams.yaml"}  # what a run folder holds before its first metric or checkpoint
 
 
-class _DropAdvert(logging.Filter):
-    """Drops Lightning's "try installing litlogger" tip, printed on every run."""
+class ShortHelpParser(LightningArgumentParser):
+    """LightningArgumentParser whose help and usage show the model, data and top-level options with a few of the
+    Trainer's (SHORT_HELP_TRAINER); the rest of the Trainer and the checkpoint callbacks stay out of sight unless
+    ``full_help`` is set (``--trainer.help``). A parse error prints one usage line, the tip and the error."""
 
-    def filter(self, record):
-        return "litlogger" not in record.getMessage()
+    full_help = False
+    HIDDEN_PREFIXES = ("trainer", "checkpoint", "step_checkpoint")
+
+    def _hidden(self, action):
+        dest = action.dest or ""
+        top = dest.split(".", 1)[0]
+        return (top in self.HIDDEN_PREFIXES and dest not in SHORT_HELP_TRAINER) or dest == "weights_only"
+
+    def format_help(self, *args, **kwargs):
+        for action in self._actions:
+            if action.dest == "ckpt_path":  # Lightning's text describes its own "last", "hpc" and "registry"
+                action.help = CKPT_PATH_HELP
+        for group in self._action_groups:
+            if any(a.dest == "ckpt_path" for a in group._group_actions):
+                group.title = "The checkpoint"
+        if self.full_help:
+            return super().format_help(*args, **kwargs)
+        hidden = [(a, a.help) for a in self._actions if self._hidden(a)]
+        for action, _ in hidden:
+            action.help = argparse.SUPPRESS
+        try:
+            text = super().format_help(*args, **kwargs)
+        finally:
+            for action, help_text in hidden:
+                action.help = help_text
+        return text
+
+    def error(self, message, ex=None):
+        """jsonargparse's error (usage line, tip, ``error: ...``, exit 2), with the closest option named for an
+        unknown one (``--model.hiden_size`` -> did you mean --model.hidden_size?)."""
+        parser = getattr(ex, "subcommand_parser", None) or self
+        if message.startswith("unrecognized arguments:"):
+            words = [w.split("=")[0] for w in message.split(":", 1)[1].split() if w.startswith("--")]
+            options = list(parser._option_string_actions)  # argparse's table of option strings
+            close = [match for w in words for match in difflib.get_close_matches(w, options, n=1)]
+            if close:
+                message += f" (did you mean {', '.join(close)}?)"
+        super().error(message, ex)
+
+    def print_usage(self, file=None):
+        """One line: the full argparse usage of fit runs to ~100 lines."""
+        prog = self.prog.replace(" [options]", "")
+        print(f"usage: {prog} [--config FILE] [--model.NAME VALUE] [--data NAME] [--data.NAME VALUE] "
+              "[--trainer.NAME VALUE] ...", file=file or sys.stdout)
 
 
 class TwoLayerCLI(LightningCLI):
     """LightningCLI with the data module's D and C linked into the model and the checkpoint/plot callbacks."""
 
+    def __init__(self, *args, started=None, **kwargs):
+        if started is not None:
+            started.append(self)  # the caller can clean up after a failure inside the constructor
+        super().__init__(*args, **kwargs)
+
     def add_arguments_to_parser(self, parser):
         parser.link_arguments("data.input_size", "model.input_size", apply_on="instantiate")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.groups["checkpoint"].title = "The best checkpoint (ModelCheckpoint, monitoring val/acc)"
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.monitor": "val/acc",
                              "checkpoint.mode": "max", "checkpoint.filename": "best-{epoch}-{step}",
                              "checkpoint.enable_version_counter": False})
         # last.ckpt also within an epoch, so a kill mid-epoch resumes from at most N steps back; both callbacks
         # write the same last.ckpt (no version counter: a second writer would otherwise make last-v1.ckpt)
         parser.add_lightning_class_args(LastCheckpoint, "step_checkpoint")
+        parser.groups["step_checkpoint"].title = "last.ckpt, the run's newest state (LastCheckpoint)"
         parser.set_defaults({"step_checkpoint.save_last": True, "step_checkpoint.save_top_k": 0,
                              "step_checkpoint.every_n_train_steps": 100,
                              "step_checkpoint.enable_version_counter": False})
-        # K SGD steps per Lightning training_step, each run by torch_impl/fused_step.py, and
-        # Lightning's ~0.7 ms of per-step hooks are paid once per block (benchmarks/README.md: 2.1x -> 1.2x floor)
+        # K SGD steps per Lightning training_step on the fused step path: Lightning's per-step hooks are paid once
+        # per block (README, Performance: fit_fused against fit_front_door)
         parser.set_defaults({"model.steps_per_call": FIT_STEPS_PER_CALL})
         parser.add_lightning_class_args(DivergenceGuard, "divergence")
         parser.add_lightning_class_args(TrainingPlots, "plots")
         parser.add_lightning_class_args(PredictionsCSV, "predictions")
+        for key, title in [("trainer", "The Trainer (python -m train fit --trainer.help lists all its options)"),
+                           ("model", "The model: TwoLayerNetModule (train/module.py)"),
+                           ("data", "The data: a data module of train/data.py or train/image_data.py "
+                                    "(--data.help NAME lists its options)"),
+                           ("divergence", "Stop at the first NaN/Inf loss or gradient (DivergenceGuard)"),
+                           ("plots", "Plots written at the end of fit (TrainingPlots)"),
+                           ("predictions", "predict's output file (PredictionsCSV)")]:
+            if key in parser.groups:
+                parser.groups[key].title = title
         parser.add_argument("--torch_num_threads", type=int | None, default=None,
                             help="torch.set_num_threads before training (1 suits tiny problems: the digits' GEMMs "
                                  "are too small to split, and extra threads only wait on each other)")
@@ -142,15 +220,65 @@ class TwoLayerCLI(LightningCLI):
             trainer.callbacks[trainer.callbacks.index(bar)] = TQDMProgressBar(refresh_rate=PROGRESS_BAR_REFRESH_RATE)
         return trainer
 
+    def _parse_ckpt_path(self):
+        """Nothing: with_run_config has put the checkpoint's settings before the command line already.
+
+        Private LightningCLI hook (2.3-2.6), called right after parsing: it would overwrite the parsed model
+        settings with the checkpoint's hyperparameters, command line included, and torch.load any file (a raw
+        traceback for an .npz). There is no public switch for it."""
+
     def _resolve_ckpt_path(self):
-        """``--ckpt_path last`` -> the newest last*.ckpt of earlier runs (see the module docstring), or None."""
+        """``--ckpt_path last`` (or validate/test/predict without one) -> the newest last.ckpt of a run with the
+        model's shapes; any checkpoint is then refused in one line when its shapes are not the model's."""
         config = self.config_init[self.subcommand]
-        if config.get("ckpt_path") != "last":
-            return
-        config["ckpt_path"] = found = find_last_checkpoint(self.trainer)
-        if self.trainer.is_global_zero:
-            print(f"--ckpt_path last: {f'resuming from {found}' if found else 'no last.ckpt found, starting fresh'}",
-                  file=sys.stderr)
+        ckpt = config.get("ckpt_path")
+        shapes = param_shapes(self.model.state_dict())
+        if ckpt == "last" or (ckpt is None and self.subcommand != "fit"):
+            config["ckpt_path"] = ckpt = self._newest_of_shapes(shapes, asked=ckpt)
+        if ckpt:
+            found = param_shapes(read_checkpoint(ckpt)["state_dict"])
+            if found != shapes:
+                run_config = run_config_of(ckpt)
+                advice = f"--config {run_config}" if run_config else "--model and --data settings of its run"
+                raise ValueError(f"--ckpt_path: {ckpt} holds {shape_text(found)}, but this command builds "
+                                 f"{shape_text(shapes)} (data: {type(self.datamodule).__name__}); pass the run's "
+                                 f"settings ({advice}) or leave out the options that change D, H or C")
+
+    def _newest_of_shapes(self, shapes, asked):
+        """The newest last*.ckpt (explicit checkpoint dirpaths, then the runs under the logger's root) holding
+        ``shapes``; says on stderr which. None for fit when there is none at all; else ValueError."""
+        folders = [cb.dirpath for cb in self.trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)]
+        logger = self.trainer.logger
+        root = getattr(logger, "root_dir", None) if logger is not None else None
+        folders += run_checkpoint_folders(root) if root else [os.path.join(self.trainer.default_root_dir,
+                                                                             "checkpoints")]
+        candidates = last_checkpoints(folders)
+        how = "--ckpt_path last" if asked == "last" else "no --ckpt_path given"
+        say = (lambda text: print(text, file=sys.stderr)) if self.trainer.is_global_zero else (lambda text: None)
+        if not candidates:
+            if self.subcommand == "fit":
+                say(f"{how}: no last.ckpt found, starting fresh")
+                return None
+            raise ValueError(f"--ckpt_path: {'missing' if asked is None else 'last'}, and no run under "
+                             f"{root or self.trainer.default_root_dir} has a last.ckpt; expected the checkpoint to "
+                             f"{self.subcommand}, e.g. --ckpt_path {LOGS_ROOT}/version_0/checkpoints/last.ckpt "
+                             "(python -m train fit writes one)")
+        skipped = []
+        for path in candidates:
+            found = param_shapes(read_checkpoint(path)["state_dict"])
+            if found == shapes:
+                passed = f"; passed over newer runs of other shapes: {', '.join(skipped)}" if skipped else ""
+                verb = "resuming from" if self.subcommand == "fit" else "using"
+                say(f"{how}: {verb} {path} (the newest run of this model's shapes){passed}")
+                return path
+            skipped.append(f"{path} ({shape_text(found)})")
+        newest = candidates[0]
+        run_config = run_config_of(newest)
+        again = f"python -m train {self.subcommand} --config {run_config} --ckpt_path last" if run_config else \
+            f"--ckpt_path {newest} with that run's --model and --data settings"
+        raise ValueError(f"{how}: no run has this model's shapes ({shape_text(shapes)}); the newest, {newest}, "
+                         f"holds {shape_text(param_shapes(read_checkpoint(newest)['state_dict']))}: use it with "
+                         f"{again}" + (", or leave out --ckpt_path to start fresh" if self.subcommand == "fit" else ""))
 
     before_fit = before_validate = before_test = before_predict = _resolve_ckpt_path
 
@@ -177,49 +305,145 @@ def one_line(err):
     return f"error: {'; '.join(lines) or type(err).__name__}"
 
 
-def with_default_config(argv):
-    """argv with ``--config configs/digits.yaml`` after the subcommand when neither --config nor --data is given
-    (a --data choice starts from the class defaults, so digits' values never leak into another data set)."""
-    chosen = lambda a: a in ("--config", "-c", "--data") or a.startswith(("--config=", "--data="))
-    if argv and argv[0] in SUBCOMMANDS and DEFAULT_CONFIG.is_file() and not any(chosen(a) for a in argv):
-        return [argv[0], "--config", str(DEFAULT_CONFIG), *argv[1:]]
-    return list(argv)
+def option_value(args, name):
+    """The value of ``name`` in args (``name VALUE`` or ``name=VALUE``; the last one wins), or None."""
+    value = None
+    for k, arg in enumerate(args):
+        if arg == name and k + 1 < len(args):
+            value = args[k + 1]
+        elif arg.startswith(name + "="):
+            value = arg[len(name) + 1:]
+    return value
+
+
+def with_option(args, name, value):
+    """args with every ``name`` option removed and ``name value`` appended."""
+    out, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(name + "="):
+            out.append(arg)
+    return [*out, name, value]
+
+
+def checkpoint_model_args(ckpt):
+    """``--model JSON`` from a checkpoint's saved hyperparameters (the data-linked sizes left out), or []."""
+    hparams = {k: v for k, v in (ckpt.get("hyper_parameters") or {}).items()
+               if not k.startswith("_") and k not in ("input_size", "num_classes")}
+    return ["--model", json.dumps(hparams)] if hparams else []
+
+
+def with_run_config(argv):
+    """argv completed with the settings it runs with (see the module docstring):
+
+    - validate/test/predict without --config and with no or a ``last`` --ckpt_path: the newest run's last.ckpt;
+    - an explicit checkpoint and no --config: its run's config.yaml (else its saved model hyperparameters) in place
+      of configs/digits.yaml, before the command line's own options;
+    - otherwise configs/digits.yaml when neither --config nor --data is given (a --data choice starts from the
+      class defaults, so digits' values never leak into another data set);
+    - predict: no logger (its one output, predictions.csv, goes into the checkpoint's run).
+    A file that is not a TwoLayerNetModule checkpoint raises ValueError (one line)."""
+    if not argv or argv[0] not in SUBCOMMANDS:
+        return list(argv)
+    subcommand, args = argv[0], list(argv[1:])
+    if any(a in ("-h", "--help", FULL_HELP_FLAG) for a in args):
+        return [subcommand, *[a for a in args if a != FULL_HELP_FLAG], *(["--help"] if FULL_HELP_FLAG in args else [])]
+    config_given = any(a in ("--config", "-c") or a.startswith(("--config=", "-c=")) for a in args)
+    data_given = any(a == "--data" or a.startswith("--data=") for a in args)
+    ckpt = option_value(args, "--ckpt_path")
+    if subcommand != "fit" and not config_given and ckpt in (None, "last"):
+        newest = next(iter(last_checkpoints(run_checkpoint_folders())), None)
+        if newest is not None:  # else _resolve_ckpt_path searches the configured logger's root, or stops
+            how = "--ckpt_path last" if ckpt == "last" else "no --ckpt_path given"
+            print(f"{how}: using the newest run's {os.path.relpath(newest)}", file=sys.stderr)
+            args, ckpt = with_option(args, "--ckpt_path", newest), newest
+    prefix = []
+    if ckpt not in (None, "last"):
+        checkpoint = read_checkpoint(ckpt)
+        run_config = run_config_of(ckpt)
+        if not config_given and run_config is not None:
+            print(f"{subcommand}: the settings of {os.path.relpath(run_config)} (the checkpoint's run); options on "
+                  "the command line override them", file=sys.stderr)
+            prefix = ["--config", str(run_config)]
+        elif not config_given:
+            prefix = [*default_config(data_given), *checkpoint_model_args(checkpoint)]
+    elif not config_given:
+        prefix = default_config(data_given)
+    if subcommand == "predict" and option_value(args, "--trainer.logger") is None:
+        prefix += ["--trainer.logger", "false"]
+    return [subcommand, *prefix, *args]
+
+
+def default_config(data_given):
+    """``--config configs/digits.yaml``, unless a --data choice was made (or the file is missing)."""
+    return ["--config", str(DEFAULT_CONFIG)] if DEFAULT_CONFIG.is_file() and not data_given else []
+
+
+def remove_run_folder_if_empty(trainer):
+    """After a failed run: delete its version folder when it holds nothing but RUN_FILES (and empty folders)."""
+    logger = trainer.logger if trainer is not None else None
+    if logger is None or not trainer.is_global_zero or not getattr(logger, "log_dir", None):
+        return
+    folder = Path(logger.log_dir)
+    if not folder.is_dir():
+        return
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    if all(p.parent == folder and p.name in RUN_FILES for p in files):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_cli(argv: list[str]) -> int:
     """Run LightningCLI on argv (e.g. ["fit", "--config", "configs/spiral.yaml"]); returns the exit status:
     0, 2 (bad input: one ``error:`` line on stderr), 3 (diverged or gradient verification failed)."""
-    for pattern in QUIET_WARNINGS:
-        warnings.filterwarnings("ignore", message=pattern)
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdvert())
+    quiet_known_noise()
+    started = []  # the TwoLayerCLI under construction (running its subcommand is part of construction)
     try:
-        build_cli(argv)
+        build_cli(argv, started)
     except (TrainingDiverged, GradientVerificationError) as err:
+        cleanup_failed(started)
         print(one_line(err), file=sys.stderr)
         return TrainingDiverged.exit_code
     except (ValueError, FileNotFoundError) as err:  # bad arguments or data; a --ckpt_path that does not exist
+        cleanup_failed(started)
         print(one_line(err), file=sys.stderr)
         return 2
     return 0
 
 
-def build_cli(argv):
-    """The TwoLayerCLI on argv; running its subcommand is part of construction (LightningCLI's run=True)."""
+def cleanup_failed(started):
+    for cli in started:
+        remove_run_folder_if_empty(getattr(cli, "trainer", None))
+
+
+def build_cli(argv, started=None):
+    """The TwoLayerCLI on argv; running its subcommand is part of construction (LightningCLI's run=True).
+    ``started`` (a list) receives the CLI object before it runs, so a failure can clean up after it."""
+    args = with_run_config(argv)
+    wants_help = any(a in ("-h", "--help") for a in args)
+    ShortHelpParser.full_help = FULL_HELP_FLAG in argv
+    config_given = any(a in ("--config", "-c", "--data") or a.startswith(("--config=", "-c=", "--data="))
+                       for a in args)
+    parser_kwargs = {"prog": "python -m train"}
+    if wants_help and not config_given and DEFAULT_CONFIG.is_file():
+        # the defaults a bare fit uses are configs/digits.yaml's: show those in --help
+        parser_kwargs.update({sub: {"default_config_files": [str(DEFAULT_CONFIG)]} for sub in SUBCOMMANDS})
     return TwoLayerCLI(
         TwoLayerNetModule,
         ArrayDataModule,
         subclass_mode_data=True,
-        args=with_default_config(argv),
+        args=args,
         seed_everything_default=0,
         auto_configure_optimizers=False,
         trainer_defaults={
             "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
-                       "init_args": {"save_dir": ".", "name": "lightning_logs"}},
+                       "init_args": {"save_dir": ".", "name": LOGS_ROOT}},
         },
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={"prog": "python -m train"},
+        parser_kwargs=parser_kwargs,
+        parser_class=ShortHelpParser,
+        started=started,
     )
 
-
-if __name__ == "__main__":
-    sys.exit(run_cli(sys.argv[1:]))

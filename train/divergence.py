@@ -55,8 +55,9 @@ class TrainingDiverged(RuntimeError):
 class DivergenceGuard(L.Callback):
     """Raises TrainingDiverged at the first step with a NaN/Inf loss (``pl_module.last_loss``) or gradient.
 
-    check_grads: also check the gradients (skipped automatically under a GradScaler);
-    sync_every_n_steps: on an accelerator, how often the host reads the device-side flag (CPU: every step).
+    Args:
+        check_grads: also check the gradients (skipped automatically under a GradScaler).
+        sync_every_n_steps: on an accelerator, how often the host reads the device-side flag (CPU: every step).
     """
 
     def __init__(self, check_grads: bool = True, sync_every_n_steps: int = 50):
