@@ -1,12 +1,17 @@
-"""``python -m train verify``: the self-check passes (and can fail), and --target flags each deliberately broken
-homework in tests/fixtures/homework/ with the right quantity and hint, passes correct ones, and reports bad
-targets without a traceback.
+"""``python -m verify`` (= ``python -m train verify``): the self-check passes (and can fail); --target flags each
+deliberately broken homework in tests/fixtures/homework/ with the right quantity and hint, passes correct code
+of every course year (tests/fixtures/homework_years/) under either regularization convention, and survives
+hostile code (tests/fixtures/hostile/); --submissions checks a class folder mixing all of these.
 
+The fixtures run once per module, two child processes at a time (``checked`` below), so the file stays quick.
 Run: .venv/bin/python -m pytest tests/test_verify.py -q   (marker: verify)
 """
+import csv
 import json
+import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -15,18 +20,36 @@ import torch
 
 import torch_impl.softmax
 from tests.helpers import assert_close_report
-from torch_impl import verify
-from torch_impl.verify_hints import pieces
-from torch_impl.verify_targets import TargetError, _reference, check_target, detect_kind, load_target
-from train.verify_cmd import main
+from verify import cases as verify_cases
+from verify.checks import check_file, write_job
+from verify.cli import main
+from verify.hints import pieces
+from verify.references import reference
+from verify.sandbox import Limits
 
 pytestmark = pytest.mark.verify
 ROOT = Path(__file__).resolve().parent.parent
-HOMEWORK = Path(__file__).resolve().parent / "fixtures" / "homework"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+HOMEWORK = FIXTURES / "homework"
+YEARS = FIXTURES / "homework_years"
+HOSTILE = FIXTURES / "hostile"
+FAST = Limits(timeout=4.0, max_memory=2**30)  # short limits for the hostile fixtures
 
 
-def target(name, obj):
-    return f"{HOMEWORK / name}:{obj}"
+@pytest.fixture(scope="module")
+def checked(tmp_path_factory):
+    """{(file name, target name): TargetResult} for every fixture file, checked two children at a time."""
+    job = write_job(tmp_path_factory.mktemp("job"))
+    files = sorted(HOMEWORK.glob("*.py")) + sorted(YEARS.rglob("*.py")) + sorted(HOSTILE.glob("*.py"))
+    files = [f for f in files if f.name != "__init__.py" and f.name != "k_nearest_neighbor.py"]
+    with ThreadPoolExecutor(2) as pool:
+        per_file = list(pool.map(lambda f: check_file(str(f), job, limits=FAST), files))
+    out = {}
+    for f, results in zip(files, per_file):
+        key = str(f.relative_to(YEARS)) if YEARS in f.parents else f.name
+        for r in results:
+            out[(key, r.name)] = r
+    return out
 
 
 # ---- the self-check ----
@@ -60,9 +83,9 @@ def test_default_run_fails_when_an_implementation_is_wrong(monkeypatch, capsys):
 
 
 @pytest.mark.slow
-def test_python_m_train_verify_subprocess():
-    proc = subprocess.run([sys.executable, "-m", "train", "verify"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+@pytest.mark.parametrize("command", [["-m", "train", "verify"], ["-m", "verify"]])
+def test_python_m_verify_subprocess(command):
+    proc = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "verify: all checks PASS" in proc.stdout
 
@@ -74,156 +97,347 @@ def test_default_run_on_cuda(capsys):
     assert "float32 cuda" in capsys.readouterr().out
 
 
+# ---- the cases and the hint pieces ----
+
 def test_cases_make_every_mistake_visible():
-    for case in verify.two_layer_cases():
-        S1 = case.X @ case.params["W1"] + case.params["b1"]  # (N, H)
+    for case in verify_cases.two_layer_cases():
+        a = case.arrays
+        S1 = a["X"] @ a["W1"] + a["b1"]  # (N, H)
         assert np.abs(S1).min() > 1e-3  # no finite difference straddles the ReLU kink
         assert (S1 > 0).any() and (S1 <= 0).any()  # the ReLU is active and inactive
-        if case.X.shape[0] > 1:
-            assert ((case.X @ case.params["W1"] > 0) != (S1 > 0)).any()  # a mask without b1 differs
-    for scores in ([c.X @ c.W for c in verify.softmax_cases() if c.name == "large logits"]
-                   + [verify.ref_net.two_layer_loss(c.X, None, *c.params.values(), 0.0)
-                      for c in verify.two_layer_cases() if c.name == "large logits"]):
-        with np.errstate(over="ignore"):
-            assert np.isinf(np.exp(scores)).any()  # without max subtraction exp overflows
-        assert np.ptp(scores, axis=1).max() < 30  # small spread: the reference's -log(softmax) stays finite
-    assert {c.reg > 0 for c in verify.softmax_cases()} == {True, False}
-    assert {c.X.shape[0] for c in verify.softmax_cases()} >= {1, 9}
-    assert 2 in {c.W.shape[1] for c in verify.softmax_cases()}
+        if case.N > 1:
+            assert ((a["X"] @ a["W1"] > 0) != (S1 > 0)).any()  # a mask without b1 differs
+    for case in verify_cases.affine_cases():
+        a = case.arrays
+        assert np.abs(a["x"].reshape(case.N, -1) @ a["w"] + a["b"]).min() > 1e-3  # affine_relu off its kink
+    for case in verify_cases.relu_cases():
+        assert np.abs(case.arrays["x"]).min() >= 0.05 and (case.arrays["x"] > 0).any()
+    for case in verify_cases.svm_cases() + verify_cases.scores_loss_cases(hinge=True):
+        a = case.arrays
+        S = a["X"] @ a["W"] if "W" in a else a["x"]
+        assert verify_cases._margins_clear(S, a["y"])  # no hinge kink within a finite difference
+    large = [c for c in verify_cases.softmax_cases() if c.name == "large logits"]
+    assert all(np.isinf(np.exp(c.arrays["X"] @ c.arrays["W"])).any() for c in large)
+    assert {c.reg > 0 for c in verify_cases.softmax_cases()} == {True, False}
+    assert verify_cases.softmax_cases()[0].reg == 0  # the simplest case first: it is the one shown
 
 
-@pytest.mark.parametrize("kind,cases", [("softmax", verify.softmax_cases()),
-                                        ("two_layer", verify.two_layer_cases())])
-def test_hint_pieces_add_up_to_autograd(kind, cases):
-    """The mistake models start from exact pieces: data part (correct mask) + reg part == autograd."""
-    for case in cases:
-        p, want = pieces(kind, case), _reference(kind, case)
-        assert_close_report("loss", p["loss"]["data"] + p["loss"]["reg"], want["loss"], rtol=1e-12, atol=0)
+@pytest.mark.parametrize("kind", ["softmax", "two_layer"])
+@pytest.mark.parametrize("convention", ["full", "half"])
+def test_hint_pieces_add_up_to_autograd(kind, convention):
+    """The mistake models start from exact pieces: data part (right forward, right mask) + reg part == autograd."""
+    for case in verify_cases.cases_for(kind):
+        p, want = pieces(kind, case, convention), reference(kind, case, convention)
+        got_loss = p["loss"]["data"]["right"] + p["loss"]["reg"]
+        assert_close_report("loss", got_loss, want["loss"], rtol=1e-12, atol=0)
         for q in want:
-            if q != "loss":
+            if q not in ("loss", "scores"):
                 got = p[q]["data"]["S1 > 0"] + p[q].get("reg", 0.0)
                 assert_close_report(f"{case.name} {q}", got, want[q], rtol=1e-12, atol=1e-15)
 
 
-# ---- --target: broken homework is flagged with the right quantity and hint ----
+# ---- broken homework is flagged with the right quantity and hint ----
 
 BROKEN = [
     # (file, NAME, quantities reported FAIL, hint substring each of them carries)
     ("softmax_no_div_n.py", "softmax_loss_vectorized", {"dW"}, "not divided by N"),
     ("softmax_no_reg_grad.py", "softmax_loss_vectorized", {"dW"}, "regularization gradient missing"),
-    ("softmax_reg_grad_half.py", "softmax_loss_vectorized", {"dW"}, "reg*W, but the loss reg*sum(W*W)"),
-    ("softmax_half_loss.py", "softmax_loss_vectorized", {"loss"}, "0.5*reg*sum(W*W) but your gradient 2*reg*W"),
-    ("softmax_half_consistent.py", "softmax_loss_vectorized", {"loss", "dW"}, "0.5*reg*sum(W*W)"),
-    ("softmax_no_max.py", "softmax_loss_vectorized", {"loss", "dW"}, "no max subtraction"),
-    ("softmax_loss_sum.py", "softmax_loss_vectorized", {"loss"}, "loss not averaged"),
+    ("softmax_reg_grad_half.py", "softmax_loss_vectorized", {"dW"}, "but the loss reg*sum(W*W) has gradient"),
+    ("softmax_half_loss.py", "softmax_loss_vectorized", {"dW"}, "but the loss 0.5*reg*sum(W*W) has gradient"),
+    ("softmax_no_max.py", "softmax_loss_vectorized", {"stability", "loss", "dW"}, ""),
+    ("softmax_loss_sum.py", "softmax_loss_vectorized", {"loss", "dW"}, ""),  # dW: not its own loss's gradient
     ("softmax_wrong_sign.py", "softmax_loss_vectorized", {"dW"}, "wrong sign"),
     ("softmax_y_minus_p.py", "softmax_loss_vectorized", {"dW"}, "wrong sign"),
+    ("softmax_reg_no_factor.py", "softmax_loss_vectorized", {"loss", "dW"}, ""),
     ("twolayer_no_div_n.py", "TwoLayerNet", {"W1", "b1", "W2", "b2"}, "not divided by N"),
     ("twolayer_no_reg_grad.py", "TwoLayerNet", {"W1", "W2"}, "regularization gradient missing"),
-    ("twolayer_reg_grad_half.py", "TwoLayerNet", {"W1", "W2"}, "reg*W, but the loss reg*sum(W*W)"),
+    ("twolayer_reg_grad_half.py", "TwoLayerNet", {"W1", "W2"}, "but the loss reg*sum(W*W) has gradient"),
     ("twolayer_bias_not_summed.py", "TwoLayerNet", {"b1", "b2"}, "not summed over the batch"),
     ("twolayer_no_relu_mask.py", "TwoLayerNet", {"W1", "b1"}, "ReLU mask missing"),
     ("twolayer_mask_no_bias.py", "TwoLayerNet", {"W1", "b1"}, "without the bias"),
     ("twolayer_mask_on_grad.py", "TwoLayerNet", {"W1", "b1"}, "upstream gradient"),
-    ("twolayer_no_max.py", "TwoLayerNet", {"loss", "W1", "b1", "W2", "b2"}, "no max subtraction"),
-    ("twolayer_loss_sum.py", "TwoLayerNet", {"loss"}, "loss not averaged"),
+    ("twolayer_no_max.py", "TwoLayerNet", {"stability", "loss", "W1", "b1", "W2", "b2"}, ""),
+    ("twolayer_loss_sum.py", "TwoLayerNet", {"loss", "W1", "b1", "W2", "b2"}, ""),
     ("twolayer_wrong_sign.py", "TwoLayerNet", {"W1", "b1", "W2", "b2"}, "wrong sign"),
-    # beyond the issue's list
     ("twolayer_not_averaged_twice.py", "TwoLayerNet", {"loss", "W1", "b1", "W2", "b2"}, "N"),
     ("twolayer_bias_mean.py", "TwoLayerNet", {"b1"}, "averaged over the batch (mean)"),
     ("twolayer_bias_keepdims.py", "TwoLayerNet", {"b2"}, "drop keepdims=True"),
     ("twolayer_bias_regularized.py", "TwoLayerNet", {"loss", "b1", "b2"}, "regularizes the weights only"),
+    ("twolayer_no_b1_forward.py", "TwoLayerNet", {"scores", "loss", "W1", "b1", "W2", "b2"}, ""),
+    ("twolayer_linear.py", "TwoLayerNet", {"scores", "loss", "W1", "b1", "W2", "b2"}, ""),
+    ("twolayer_no_max_no_div_n.py", "TwoLayerNet", {"stability", "loss", "W1", "b1", "W2", "b2"}, ""),
+    ("layers_buggy.py", "affine_backward", {"db"}, ""),
+    ("layers_buggy.py", "relu_backward", {"dx"}, ""),
+    ("layers_buggy.py", "softmax_loss", {"stability", "loss", "dx"}, ""),
 ]
 
 
-@pytest.mark.parametrize("file,name,quantities,hint", BROKEN, ids=[b[0][:-3] for b in BROKEN])
-def test_broken_homework_is_flagged(file, name, quantities, hint):
-    obj = load_target(target(file, name))
-    result = check_target(obj, detect_kind(obj))
-    assert not result.passed
-    assert {r.quantity for r in result.rows if not r.passed} == quantities
-    for q in quantities:
-        assert any(hint in h for h in result.hints.get(q, [])), (q, result.hints)
-        assert not any("does not match" in h or "small relative error" in h for h in result.hints[q])
+@pytest.mark.parametrize("file,name,quantities,hint", BROKEN, ids=[f"{b[0][:-3]}:{b[1]}" for b in BROKEN])
+def test_broken_homework_is_flagged(checked, file, name, quantities, hint):
+    result = checked[(file, name)]
+    assert result.status == "FAIL"
+    assert set(result.failed_quantities) == quantities
+    for q in quantities - {"stability"}:
+        if hint:
+            assert any(hint in h for h in result.hints.get(q, [])), (q, result.hints)
+        assert result.hints.get(q), (q, result.hints)  # every wrong quantity says something
+        assert not any("does not match" in h for h in result.hints[q]), result.hints
 
 
-def test_consistent_half_reg_says_so():
-    obj = load_target(target("softmax_half_consistent.py", "softmax_loss_vectorized"))
-    hints = check_target(obj, "softmax").hints
-    assert any("consistent with each other" in h for h in hints["loss"])
-    assert not any("has gradient 2*reg*W" in h for h in hints["dW"])  # not the plain "reg*W" mistake
+@pytest.mark.parametrize("file,quantity,hint", [
+    ("softmax_no_max.py", "stability", "no max subtraction"),
+    ("twolayer_no_b1_forward.py", "scores", "b1 missing from the forward pass"),
+    ("twolayer_no_b1_forward.py", "b1", "the loss does not change with b1"),  # question 1: its own loss
+    ("twolayer_linear.py", "scores", "no ReLU in the forward pass"),
+    ("twolayer_no_max_no_div_n.py", "stability", "no max subtraction"),
+    ("twolayer_no_max_no_div_n.py", "W1", "not divided by N"),  # the stability row hides no other hint
+    ("twolayer_bias_regularized.py", "loss", "biases regularized in the loss"),
+    ("softmax_loss_sum.py", "loss", "loss not averaged"),
+    ("softmax_reg_no_factor.py", "loss", "without the factor reg"),
+    ("softmax_loss_sum.py", "dW", "not the derivative of your own loss"),
+])
+def test_new_mistakes_get_their_hint(checked, file, quantity, hint):
+    name = "TwoLayerNet" if file.startswith("twolayer") else "softmax_loss_vectorized"
+    hints = checked[(file, name)].hints
+    assert any(hint in h for h in hints.get(quantity, [])), hints
 
 
-def test_cli_prints_quantity_size_and_hint(capsys):
-    assert main(["--target", target("twolayer_mask_no_bias.py", "TwoLayerNet")]) == 1
+def test_headline_is_the_simplest_failing_case(checked):
+    result = checked[("softmax_reg_no_factor.py", "softmax_loss_vectorized")]
+    assert result.headline.startswith("loss wrong in case 'random'")  # reg = 0, the first case
+    assert "without the factor reg" in result.headline
+
+
+@pytest.mark.parametrize("file,name", [("twolayer_template.py", "TwoLayerNet"),
+                                       ("y2021/assignment1/cs231n/classifiers/softmax.py", "softmax_loss_naive")])
+def test_untouched_template_looks_unimplemented(checked, file, name):
+    result = checked[(file, name)]
+    assert result.status == "FAIL" and "looks unimplemented" in result.headline
+
+
+# ---- correct code of every course year passes, under either convention ----
+
+YEAR_RESULTS = [
+    # (file under homework_years, target, status, convention)
+    ("y2016/assignment1/cs231n/classifiers/softmax.py", "softmax_loss_naive", "PASS", "half"),
+    ("y2016/assignment1/cs231n/classifiers/softmax.py", "softmax_loss_vectorized", "PASS", "half"),
+    ("y2016/assignment1/cs231n/classifiers/linear_svm.py", "svm_loss_naive", "ERROR", ""),  # bare xrange
+    ("y2016/assignment1/cs231n/classifiers/neural_net.py", "(import)", "ERROR", ""),  # print statement
+    ("y2018/assignment1/cs231n/classifiers/softmax.py", "softmax_loss_naive", "PASS", "full"),
+    ("y2018/assignment1/cs231n/classifiers/softmax.py", "softmax_loss_vectorized", "PASS", "full"),
+    ("y2018/assignment1/cs231n/classifiers/linear_svm.py", "svm_loss_naive", "PASS", "full"),
+    ("y2018/assignment1/cs231n/classifiers/linear_svm.py", "svm_loss_vectorized", "PASS", "full"),
+    ("y2018/assignment1/cs231n/classifiers/neural_net.py", "TwoLayerNet", "PASS", "full"),
+    ("y2021/assignment1/cs231n/classifiers/fc_net.py", "TwoLayerNet", "PASS", "half"),
+    ("y2021/assignment1/cs231n/classifiers/softmax.py", "softmax_loss_vectorized", "PASS", "full"),
+    *[("y2021/assignment1/cs231n/layers.py", n, "PASS", "") for n in
+      ("affine_forward", "affine_backward", "relu_forward", "relu_backward", "softmax_loss", "svm_loss")],
+    *[("y2021/assignment1/cs231n/layer_utils.py", n, "PASS", "") for n in
+      ("affine_relu_forward", "affine_relu_backward")],
+    ("softmax_half_consistent.py", "softmax_loss_vectorized", "PASS", "half"),
+    ("softmax_correct_loops.py", "my_softmax", None, None),  # not a known name: only checked by NAME below
+]
+
+
+@pytest.mark.parametrize("file,name,status,convention", [y for y in YEAR_RESULTS if y[2]],
+                         ids=[f"{y[0]}:{y[1]}" for y in YEAR_RESULTS if y[2]])
+def test_every_course_year(checked, file, name, status, convention):
+    result = checked[(file, name)]
+    assert result.status == status, (result.message, result.hints, result.failed_quantities)
+    assert result.convention == convention
+    if status == "PASS":
+        assert not result.hints and not result.message
+
+
+def test_python2_and_year_messages(checked):
+    svm = checked[("y2016/assignment1/cs231n/classifiers/linear_svm.py", "svm_loss_naive")].message
+    assert svm.startswith("Python 2 code: 'xrange' is not defined in Python 3 at linear_svm.py:8")
+    net = checked[("y2016/assignment1/cs231n/classifiers/neural_net.py", "(import)")].message
+    assert net == "Python 2 code: a print statement at neural_net.py:14; this tool runs Python 3: write print(...)"
+    half = checked[("y2016/assignment1/cs231n/classifiers/softmax.py", "softmax_loss_vectorized")]
+    assert "0.5*reg*sum(W*W)" in half.convention_note and "2016" in half.convention_note
+
+
+def test_strict_convention_fails_the_other_one(tmp_path, capsys):
+    target = f"{YEARS}/y2016/assignment1/cs231n/classifiers/softmax.py:softmax_loss_vectorized"
+    assert main(["--target", target, "--reg-convention", "full"]) == 1
     out = capsys.readouterr().out
-    assert "FAIL W1: max rel err" in out and "FAIL b1: max rel err" in out
-    assert "hint: ReLU mask taken on X W1 without the bias b1" in out
-    assert "FAIL W2" not in out and "Traceback" not in out
+    assert "FAIL loss" in out and "FAIL dW" in out
+    assert "consistent with each other under the half convention" in out
 
 
-# ---- --target: correct code passes with no false alarm ----
-
-CORRECT = [
+CORRECT_BY_NAME = [
     (str(HOMEWORK / "softmax_correct_loops.py"), "my_softmax"),  # its __main__ block exits if ever run
     (str(HOMEWORK / "softmax_correct_onehot.py"), "softmax_loss_vectorized"),
     (str(HOMEWORK / "twolayer_correct_alt.py"), "Net"),
     (str(HOMEWORK / "twolayer_correct_loops.py"), "LoopyNet"),
     ("reference_numpy.softmax", "softmax_loss_naive"),
     ("reference_numpy.neural_net", "TwoLayerNet"),
-    ("torch_impl.softmax", "softmax_loss_vectorized"),  # torch tensors in, tensors out
-    ("torch_impl.neural_net", "TwoLayerNet"),  # an nn.Module with parameters
+    pytest.param("torch_impl.softmax", "softmax_loss_vectorized", marks=pytest.mark.slow),  # tensors in and out
+    pytest.param("torch_impl.neural_net", "TwoLayerNet", marks=pytest.mark.slow),  # an nn.Module
 ]
 
 
-@pytest.mark.parametrize("where,name", CORRECT, ids=[f"{Path(w).stem}:{n}" for w, n in CORRECT])
+@pytest.mark.parametrize("where,name", CORRECT_BY_NAME)
 def test_correct_code_passes(where, name, capsys):
     assert main(["--target", f"{where}:{name}"]) == 0
     out = capsys.readouterr().out
-    assert "verify: PASS" in out and "hint" not in out and "FAIL" not in out.replace("0 FAIL", "")
+    assert "result: PASS" in out and "hint" not in out and "FAIL" not in out.replace("0 FAIL", "")
 
 
-# ---- --target: bad behaviour gives a clear line and exit 1; unloadable targets exit 2 ----
+# ---- bad behaviour gives a clear line; unloadable targets exit 2 ----
 
 @pytest.mark.parametrize("file,message", [
-    ("softmax_raises.py", "raised NotImplementedError: TODO: implement the vectorized softmax loss "
-                          "(softmax_raises.py:5)"),
+    ("softmax_raises.py", "raised NotImplementedError: TODO: implement the vectorized softmax loss at "
+                          "softmax_raises.py:5"),
     ("softmax_wrong_shape.py", "dW has shape (5, 7), expected (7, 5)"),
-    ("softmax_returns_one.py", "returned float64; expected a pair (loss, dW)"),
+    ("softmax_returns_one.py", "returned a float64; expected a pair (loss, dW)"),
     ("softmax_swapped_return.py", "returned (dW, loss); the order is (loss, dW)"),
     ("softmax_mutates.py", "changes its input X in place"),
 ])
-def test_bad_behaviour_is_reported_without_traceback(file, message, capsys):
-    assert main(["--target", target(file, "softmax_loss_vectorized")]) == 1
-    captured = capsys.readouterr()
-    assert message in captured.out
-    assert "Traceback" not in captured.out + captured.err
+def test_bad_behaviour_is_reported(checked, file, message):
+    result = checked[(file, "softmax_loss_vectorized")]
+    assert result.status == "FAIL"
+    text = " ".join([result.message] + [r.note for r in result.rows])
+    assert message in text
 
 
-def test_mutating_target_cannot_corrupt_the_comparison():
-    result = check_target(load_target(target("softmax_mutates.py", "softmax_loss_vectorized")), "softmax")
+def test_mutating_target_cannot_corrupt_the_comparison(checked):
+    result = checked[("softmax_mutates.py", "softmax_loss_vectorized")]
     assert all(r.passed for r in result.rows if r.quantity in ("loss", "dW"))  # it was given copies
-    result = check_target(load_target(target("twolayer_mutates_params.py", "TwoLayerNet")), "two_layer")
-    assert {r.quantity for r in result.rows if not r.passed} == {"inputs"}
+    result = checked[("twolayer_mutates_params.py", "TwoLayerNet")]
+    assert set(result.failed_quantities) == {"inputs"}
     assert "self.params['W1']" in " ".join(r.note for r in result.rows)
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--target", "no_colon_here"], "must be FILE.py:NAME or module:NAME"),
-    (["--target", "tests/fixtures/homework/missing.py:f"], "no such file"),
-    (["--target", target("softmax_no_max.py", "softmax_loss_naive")], "defines no 'softmax_loss_naive'"),
-    (["--target", target("not_a_target.py", "LEARNING_RATE")], "is a float: expected a function"),
-    (["--target", target("not_a_target.py", "predict")], "cannot be called as predict(W, X, y, reg)"),
-    (["--target", target("not_a_target.py", "NoLoss")], "has no loss(X, y, reg) method"),
-    (["--target", target("twolayer_no_max.py", "TwoLayerNet"), "--kind", "softmax"], "is a class"),
-    (["--target", "no_such_module_xyz:f"], "importing 'no_such_module_xyz' failed: ModuleNotFoundError"),
-    (["--kind", "softmax"], "--kind needs --target"),
+    (["--target", "tests/fixtures/homework/missing.py:f"], "error: --target: no such file"),
+    (["--target", f"{HOMEWORK}/softmax_no_max.py:softmax_loss_naive"], "defines no 'softmax_loss_naive'"),
+    (["--target", f"{HOMEWORK}/not_a_target.py:LEARNING_RATE"], "unsupported: LEARNING_RATE is a float"),
+    (["--target", f"{HOMEWORK}/not_a_target.py:predict"], "unsupported: function predict(X)"),
+    (["--target", f"{HOMEWORK}/not_a_target.py:NoLoss"], "unsupported: class NoLoss"),
+    (["--target", f"{HOMEWORK}/not_a_target.py"], "unsupported: no known target in this file"),
+    (["--target", f"{HOMEWORK}/twolayer_no_max.py:TwoLayerNet", "--kind", "softmax"], "unsupported: class"),
+    (["--target", "no_such_module_xyz:f"], "needs the module 'no_such_module_xyz'"),
+    (["--kind", "softmax"], "error: --kind needs --target"),
+    (["--csv", "x.csv"], "error: --csv needs --submissions"),
 ])
 def test_unloadable_targets_exit_2(argv, message, capsys):
     assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert message in captured.out + captured.err
+    assert "Traceback" not in captured.out + captured.err
+
+
+@pytest.mark.parametrize("argv", [["--timeout", "0"], ["--max-memory", "lots"], ["--jobs", "-1"],
+                                  ["--reg-convention", "double"]])
+def test_bad_options_one_line_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: argument" in err and "Traceback" not in err
+
+
+# ---- hostile code: never exit 0 without a table, never hang past the limit, never take the memory ----
+
+@pytest.mark.parametrize("file,message", [
+    ("sys_exit.py", "called sys.exit(0) or exit()"),
+    ("builtin_exit.py", "called sys.exit(None) or exit()"),
+    ("os_exit.py", "the process ended with exit status 0 in softmax_loss_vectorized"),
+    ("endless_loop.py", "time limit: still running after 4 s"),
+    ("long_sleep.py", "time limit: still running after 4 s"),
+    ("growing_memory.py", "ran out of memory"),
+])
+def test_hostile_target_fails_naming_what_happened(checked, file, message):
+    result = checked[(file, "softmax_loss_vectorized")]
+    assert result.status == "FAIL" and message in result.message
+    assert result.seconds < 30
+
+
+@pytest.mark.parametrize("file,message", [("exit_at_import.py", "called sys.exit(0)"),
+                                          ("os_exit_at_import.py", "exit status 0 in the import")])
+def test_hostile_import_fails(checked, file, message):
+    result = checked[(file, "(import)")]
+    assert result.status == "FAIL" and message in result.message
+
+
+def test_a_crashing_target_does_not_take_its_neighbour(checked):
+    assert checked[("one_bad_of_two.py", "softmax_loss_naive")].status == "FAIL"
+    assert checked[("one_bad_of_two.py", "softmax_loss_vectorized")].status == "PASS"
+
+
+@pytest.mark.parametrize("file,lines,first", [("prints_at_import.py", 100_046, "debug line 0"),
+                                              ("fd_writes.py", 92, "raw bytes to fd 1 at import")])
+def test_output_is_captured_and_cut(checked, file, lines, first, capsys):
+    result = checked[(file, "softmax_loss_vectorized")]
+    assert result.status == "PASS" and result.output_lines == lines
+    assert len(result.output_head) == 20 and result.output_head[0] == first
+    from verify.report import format_target
+
+    text = format_target(result)
+    assert f"... and {lines - 20} more line(s)" in text and len(text.splitlines()) < 60
+
+
+def test_cli_exit_is_never_0_for_a_hostile_target(capsys):
+    assert main(["--target", f"{HOSTILE}/os_exit.py", "--timeout", "5"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL the process ended with exit status 0" in out and "verify: 0 PASS, 1 FAIL" in out
+
+
+# ---- a class at once ----
+
+def _class_folder(root):
+    """Five students: 2018 layout, 2021 package, 2016 with Python 2, hostile code, and nothing to check."""
+    shutil.copytree(YEARS / "y2018", root / "ada")
+    shutil.copytree(YEARS / "y2021", root / "bob" / "cs231n-2021")
+    shutil.copytree(YEARS / "y2016", root / "cyd")
+    hostile = root / "dee" / "assignment1" / "cs231n" / "classifiers"
+    hostile.mkdir(parents=True)
+    shutil.copy(HOSTILE / "os_exit.py", hostile / "softmax.py")
+    shutil.copy(HOSTILE / "long_sleep.py", hostile / "linear_svm.py")
+    shutil.copy(HOMEWORK / "twolayer_no_b1_forward.py", hostile / "neural_net.py")
+    (root / "eve").mkdir()
+    return root
+
+
+def test_submissions_class_folder(tmp_path, capsys):
+    folder = _class_folder(tmp_path / "class")
+    csv_path, json_path = tmp_path / "class.csv", tmp_path / "class.json"
+    argv = ["--submissions", str(folder), "--jobs", "2", "--timeout", "4", "--max-memory", "1G",
+            "--csv", str(csv_path), "--json", str(json_path)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    with open(csv_path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert reader.fieldnames == ["submission", "file", "name", "kind", "status", "convention", "quantities",
+                                 "hint", "seconds"]
+    status = {(r["submission"], r["name"], Path(r["file"]).name): r["status"] for r in rows}
+    assert status[("ada", "TwoLayerNet", "neural_net.py")] == "PASS"
+    assert status[("bob", "TwoLayerNet", "fc_net.py")] == "PASS"
+    assert status[("bob", "affine_relu_backward", "layer_utils.py")] == "PASS"
+    assert status[("bob", "softmax_loss_naive", "softmax.py")] == "FAIL"  # the untouched template
+    assert status[("cyd", "softmax_loss_vectorized", "softmax.py")] == "PASS"
+    assert status[("cyd", "(import)", "neural_net.py")] == "ERROR"
+    assert status[("cyd", "svm_loss_naive", "linear_svm.py")] == "ERROR"
+    assert status[("dee", "softmax_loss_vectorized", "softmax.py")] == "FAIL"
+    assert status[("dee", "softmax_loss_vectorized", "linear_svm.py")] == "FAIL"  # the time limit
+    assert status[("dee", "TwoLayerNet", "neural_net.py")] == "FAIL"
+    assert status[("eve", "-", "-")] == "ERROR"
+    conventions = {(r["submission"], r["name"], Path(r["file"]).name): r["convention"] for r in rows}
+    assert conventions[("bob", "TwoLayerNet", "fc_net.py")] == "half"
+    assert conventions[("ada", "TwoLayerNet", "neural_net.py")] == "full"
+    quantities = {(r["submission"], Path(r["file"]).name): r["quantities"] for r in rows}
+    assert "b1" in quantities[("dee", "neural_net.py")].split(";")
+    assert len(json.loads(json_path.read_text())) == len(rows)
+    assert f"{len(rows)} targets:" in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda p: p / "nowhere", "is not a folder"),
+    (lambda p: (p / "empty").mkdir() or p / "empty", "holds no folders"),
+])
+def test_submissions_unusable_dir_exits_2(tmp_path, capsys, make, message):
+    assert main(["--submissions", str(make(tmp_path))]) == 2
     assert message in capsys.readouterr().err
-
-
-def test_load_target_errors_are_target_errors():
-    with pytest.raises(TargetError, match="no such file"):
-        load_target("nowhere/x.py:f")

@@ -74,6 +74,8 @@ def _data_loss(S, y):
 
 def pieces(kind, case, convention):
     """{quantity: {"data": {variant: array}, "reg": array, ...}} for the mistake models, float64."""
+    if kind not in ("softmax", "two_layer", "fc_net"):
+        return None
     a, reg, f = case.arrays, case.reg, REG_FACTOR[convention]
     y = a["y"]
     if kind == "softmax":
@@ -86,8 +88,6 @@ def pieces(kind, case, convention):
         return {"loss": {"data": {"right": _data_loss(X @ W, y)}, "reg": f * reg * np.sum(W * W),
                          "wsq": f * np.sum(W * W), "bias_reg": 0.0},
                 "dW": {"data": {"S1 > 0": X.T @ dS}, "reg": 2 * f * reg * W}}
-    if kind not in ("two_layer", "fc_net"):
-        return None
     X, p = a["X"], a
     N = X.shape[0]
     S1 = X @ p["W1"] + p["b1"]  # (N, H)

@@ -52,6 +52,9 @@ def format_target(result):
                      f"{_num(own.max_rel if own else None):>17}  {'PASS' if ok else 'FAIL'}"
                      + (f"  {note}" if note else ""))
     for q in result.failed_quantities:
+        if q == "stability":
+            lines += [f"FAIL stability: {h}" for h in result.hints["stability"]]
+            continue
         bad = [r for r in result.rows if r.quantity == q and not r.passed]
         if bad:
             first = bad[0]
@@ -61,6 +64,7 @@ def format_target(result):
         else:
             lines.append(f"FAIL {q}:")
         lines += [f"  hint: {h}" for h in result.hints.get(q, [])]
+    lines += [f"note: {n}" for n in result.notes]
     lines.append(f"result: {result.status}" + (f" ({', '.join(result.failed_quantities)})"
                                                if result.status != "PASS" else ""))
     return "\n".join(lines)
@@ -80,8 +84,8 @@ def to_json(result, submission=None):
     out = {"file": result.where, "name": result.name, "kind": result.kind, "status": result.status,
            "convention": result.convention, "convention_note": result.convention_note,
            "failed": result.failed_quantities, "headline": result.headline, "hints": result.hints,
-           "message": result.message, "seconds": round(result.seconds, 3), "output_lines": result.output_lines,
-           "rows": rows}
+           "message": result.message, "notes": result.notes, "seconds": round(result.seconds, 3),
+           "output_lines": result.output_lines, "rows": rows}
     if submission is not None:
         out = {"submission": submission, **out}
     return out
