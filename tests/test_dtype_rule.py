@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers import DEVICES, FLOAT32_TOL, FLOAT64_TOL, assert_close_report
 from torch_impl.linear_classifier import Softmax as TorchSoftmax
 from torch_impl.neural_net import TwoLayerLoss, TwoLayerNet, two_layer_loss
 from torch_impl.softmax import SoftmaxLoss, softmax_loss_naive, softmax_loss_vectorized
-from tests.helpers import DEVICES, FLOAT32_TOL, FLOAT64_TOL, assert_close_report
 
 N, D, H, C = 6, 4, 5, 3
 

@@ -8,9 +8,9 @@ import torch
 
 from reference_numpy.linear_classifier import LinearClassifier, Softmax
 from reference_numpy.validation import DivergenceWarning
+from tests.helpers import FLOAT64_TOL, assert_close_report
 from torch_impl.linear_classifier import LinearClassifier as TorchLinearClassifier
 from torch_impl.linear_classifier import Softmax as TorchSoftmax
-from tests.helpers import FLOAT64_TOL, assert_close_report
 
 pytestmark = pytest.mark.softmax
 

@@ -81,17 +81,22 @@ def test_softmax_initial_loss_is_log_C():
 
 
 @pytest.mark.softmax
-def test_reference_loss_overflows_where_its_docstring_says():
-    """The article's -log(softmax[y]) gives inf once the true logit is > ~745 below the max (float64); the
-    gradient stays finite. The torch side's log-sum-exp form does not (tests/test_equivalence.py)."""
-    W = np.array([[1.0, 0.0]])
-    X = np.array([[800.0]])  # scores (800, 0): true class 1 lies 800 below the max
-    with pytest.warns(RuntimeWarning, match="divide by zero"):
-        loss, dW = softmax_loss_vectorized(W, X, np.array([1]), 0.0)
-    assert np.isinf(loss)
+@pytest.mark.parametrize("dtype,last_finite,first_inf", [(np.float64, 745.13, 745.14), (np.float32, 103.97, 103.98)])
+def test_reference_loss_overflows_where_its_docstring_says(dtype, last_finite, first_inf):
+    """The article's -log(softmax[y]) on scores (gap, 0) with the true class at 0: finite up to the gap where
+    exp(-gap) falls below half the smallest subnormal (-ln of it plus ln 2), inf beyond; the gradient stays finite.
+    The torch side's log-sum-exp form stays finite (tests/test_equivalence.py)."""
+    W = np.array([[1.0, 0.0]], dtype=dtype)
+    smallest = float(np.finfo(dtype).smallest_subnormal)
+    assert abs(-np.log(smallest) + np.log(2) - last_finite) < 0.01  # the docstring's figure, derived
+    with np.errstate(divide="ignore"):
+        loss_ok, _ = softmax_loss_vectorized(W, np.array([[last_finite]], dtype=dtype), np.array([1]), 0.0)
+        loss_inf, dW = softmax_loss_vectorized(W, np.array([[first_inf]], dtype=dtype), np.array([1]), 0.0)
+    assert np.isfinite(loss_ok) and np.isinf(loss_inf)
     assert np.all(np.isfinite(dW))
-    loss_ok, _ = softmax_loss_vectorized(W, np.array([[700.0]]), np.array([1]), 0.0)
-    assert np.isfinite(loss_ok) and abs(loss_ok - 700.0) < 1e-9
+    gap = 80.0 if dtype == np.float32 else 700.0  # below -ln of the smallest normal: exact to rounding
+    loss, _ = softmax_loss_vectorized(W, np.array([[gap]], dtype=dtype), np.array([1]), 0.0)
+    assert abs(loss - gap) / gap < 10 * np.finfo(dtype).eps
 
 
 @pytest.mark.two_layer

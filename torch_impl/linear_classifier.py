@@ -32,9 +32,10 @@ class LinearClassifier:
               sample_indices=None, generator=None):
         """X: (N, D), y: (N,) labels in [0, C). Returns the list of per-iteration losses (Python floats).
 
-        Batches are drawn with replacement: ``torch.randint(num_train, (batch_size,))``, from ``generator`` when
-        given (on X's device). ``sample_indices`` (optional, not in cs231n) is a callable ``it -> (batch_size,) int array`` that
-        replaces that draw, so that another implementation can be driven with the same batch sequence.
+        Batches are drawn with replacement: ``torch.randint(num_train, (batch_size,))``, from ``generator`` (on X's
+        device) when given. ``sample_indices`` (optional, not in cs231n) is a callable
+        ``it -> (batch_size,) int array`` that replaces that draw, so that another implementation can be driven
+        with the same batch sequence.
         """
         like = self.W if self.W is not None else torch.empty(0, dtype=self.dtype, device=self.device)
         X, y = as_features(X, like), as_labels(y, like.device)
