@@ -17,39 +17,32 @@ unpickles tensors and plain containers only, never arbitrary objects.
 """
 import argparse
 import os
-import pickle
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from train.runs import LOGS_ROOT, PARAM_KEYS, last_checkpoints, read_checkpoint, run_checkpoint_folders
+
 PARAM_NAMES = ("W1", "b1", "W2", "b2")
-STATE_KEYS = tuple(f"net.{name}" for name in PARAM_NAMES)
+STATE_KEYS = PARAM_KEYS  # TwoLayerNetModule's state_dict keys net.W1 ... net.b2
 
 
 def read_checkpoint_params(ckpt_path):
-    """{'W1': (D, H), 'b1': (H,), 'W2': (H, C), 'b2': (C,)} float64 arrays from a TwoLayerNetModule checkpoint."""
+    """{'W1': (D, H), 'b1': (H,), 'W2': (H, C), 'b2': (C,)} float64 arrays from a TwoLayerNetModule checkpoint;
+    ``ckpt_path`` "last" means the newest last.ckpt of the runs under ./lightning_logs."""
     if ckpt_path is None or str(ckpt_path) == "":
         raise ValueError("--ckpt_path: missing; expected the checkpoint to export, e.g. "
-                         "--ckpt_path lightning_logs/version_0/checkpoints/last.ckpt")
+                         f"--ckpt_path {LOGS_ROOT}/version_0/checkpoints/last.ckpt, or last")
+    if str(ckpt_path) == "last":
+        ckpt_path = next(iter(last_checkpoints(run_checkpoint_folders())), None)
+        if ckpt_path is None:
+            raise ValueError(f"--ckpt_path last: no run under ./{LOGS_ROOT} has a last.ckpt; expected a checkpoint "
+                             "file, or run python -m train fit first")
+        print(f"--ckpt_path last: exporting the newest run's {os.path.relpath(ckpt_path)}", file=sys.stderr)
     where = f"--ckpt_path: {str(ckpt_path)!r}"
-    if not Path(ckpt_path).is_file():
-        raise ValueError(f"{where}: no such file; expected a Lightning checkpoint (.ckpt) of TwoLayerNetModule")
-    try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
-        detail = next((line.strip() for line in str(e).splitlines() if "Unsupported global" in line), "")
-        raise ValueError(f"{where}: not a readable PyTorch checkpoint ({type(e).__name__}{': ' if detail else ''}"
-                         f"{detail}); expected a Lightning checkpoint of TwoLayerNetModule") from e
-    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise ValueError(f"{where}: has no 'state_dict'; expected a Lightning checkpoint of TwoLayerNetModule")
-    missing = [k for k in STATE_KEYS if k not in state]
-    if missing:
-        raise ValueError(f"{where}: not a TwoLayerNetModule checkpoint: state_dict lacks {missing} "
-                         f"(it has {sorted(state)[:8]})")
+    state = read_checkpoint(ckpt_path)["state_dict"]
     params = {}
     for name, key in zip(PARAM_NAMES, STATE_KEYS):
         t = state[key]
@@ -92,7 +85,7 @@ def main(argv: list[str]) -> int:
         description="Write a TwoLayerNetModule checkpoint's W1, b1, W2, b2 (float64, the NumPy reference's params "
                     "layout) to an .npz that reference_numpy.neural_net.TwoLayerNet.load_params reads.")
     parser.add_argument("--ckpt_path", help="the Lightning checkpoint, e.g. lightning_logs/version_0/checkpoints/"
-                                            "last.ckpt")
+                                            "last.ckpt, or last: the newest run's last.ckpt")
     parser.add_argument("--out", help="the .npz file to write, e.g. net.npz")
     args = parser.parse_args(argv)
     try:
