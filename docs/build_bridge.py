@@ -32,7 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = Path("docs/bridge.md")
-SOURCE_DIRS = ("reference_numpy", "torch_impl", "train")  # where markers may live (for the balance check)
+SOURCE_DIRS = ("reference_numpy", "torch_impl", "train", "docs/ladder")  # where markers may live (balance check)
 
 MARKER = re.compile(r"^\s*# \[(/?)bridge:([A-Za-z0-9_.-]+)\]\s*$")
 DIRECTIVE = re.compile(r"^<!-- bridge:([A-Za-z0-9_.-]+) file=(\S+) -->\s*$")

@@ -81,3 +81,21 @@ def test_every_rung_runs_as_a_program(path):
     run = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert PRINTS.get(path.name, "loss every 5 steps: 1.118048 0.961549") in run.stdout, run.stdout
+
+
+@pytest.mark.lightning
+def test_rung_7_needs_manual_optimization(rung1):
+    """The line bridge.md points at: without automatic_optimization = False, manual_backward raises."""
+    import lightning as L
+    from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+    _, (X, y, params, batches), _ = rung1
+    rung7 = load(LADDER / "rung7_manual.py")
+    module = rung7.TwoLayerNetModule(params, rung7.learning_rate, rung7.reg)
+    module.automatic_optimization = True
+    loader = rung7.DataLoader(rung7.TensorDataset(rung7.torch.from_numpy(X), rung7.torch.from_numpy(y)),
+                              batch_sampler=batches[:1].tolist())
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    with pytest.raises(MisconfigurationException, match="to use manual_backward, please disable automatic"):
+        trainer.fit(module, loader)

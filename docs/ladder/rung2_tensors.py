@@ -22,7 +22,6 @@ def make_problem(seed=0):
     return X, y, params, batches
 
 
-# [bridge:ladder-tensors-loss]
 def two_layer_loss(X, y, W1, b1, W2, b2, reg):
     """Returns (loss, grads) with grads keys W1, b1, W2, b2."""
     N = X.shape[0]
@@ -40,7 +39,6 @@ def two_layer_loss(X, y, W1, b1, W2, b2, reg):
     grads = {"W1": X.T @ dH1 + 2 * reg * W1, "b1": dH1.sum(dim=0),
              "W2": H1.T @ dS2 + 2 * reg * W2, "b2": dS2.sum(dim=0)}
     return loss, grads
-# [/bridge:ladder-tensors-loss]
 
 
 def train(X, y, params, batches, learning_rate, reg):
