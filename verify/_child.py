@@ -183,7 +183,11 @@ class Runner:
         # softmax_loss, svm_loss
         x, y = self._in(a["x"]), self._in(a["y"])
         loss, dx = _pair(self._call(self.obj, x, y), "(loss, dx)")
-        return {"loss": as_array(loss, "loss"), "dx": as_array(dx, "dx")}, _changed(["x", "y"], [x, y], a)
+        changed = _changed(["x", "y"], [x, y], a)
+        shift = _np(x) - a["x"]  # (N, C)
+        if changed == ["x"] and np.allclose(shift, shift[:, :1], rtol=0, atol=1e-9 * (1 + np.abs(a["x"]).max())):
+            changed = ["x (a shift of each row, e.g. x -= max: the loss does not change)"]
+        return {"loss": as_array(loss, "loss"), "dx": as_array(dx, "dx")}, changed
 
     # ---- the target's own loss, for finite differences ----
     def own_loss(self, case):
