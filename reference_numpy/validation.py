@@ -100,9 +100,9 @@ def warn_nonfinite_params(**params):
 def warn_diverged(where, iteration, loss, learning_rate, reg):
     """The one warning a training loop gives when its loss first turns NaN/Inf; the loop goes on, as cs231n's does."""
     shrink = 1 - 2 * learning_rate * reg  # the factor each SGD step applies to W through the reg term
-    if learning_rate * reg > 1:  # shrink < -1: the reg term alone flips and grows W
-        hint = (f"each SGD step multiplies W by 1 - 2*learning_rate*reg = {shrink:g}, which grows it: lower "
-                f"learning_rate or reg (raising reg makes it worse)")
+    if 2 * learning_rate * reg > 1:  # shrink < 0: the reg term overshoots, and below -1 it grows W
+        hint = (f"lower learning_rate or reg: each SGD step multiplies W by 1 - 2*learning_rate*reg = {shrink:g} "
+                f"(raising reg makes it worse)")
     else:
         hint = "lower learning_rate"
     warnings.warn(f"{where}: loss {loss} at iteration {iteration} (learning_rate {learning_rate:g}, reg {reg:g}); "
