@@ -3,8 +3,9 @@
     fit | validate | test | predict   LightningCLI (train/cli.py): --config, --print_config, dotted overrides
     verify                            gradient verification, the same as python -m verify (verify/cli.py)
     export                            checkpoint -> .npz in the reference layout (train/export_cmd.py)
+    sweep                             hyperparameter search on Optuna, trials in batched steps (train/sweep.py)
 
-verify and export are dispatched here, before LightningCLI, because they train nothing and take no Trainer.
+verify, export and sweep are dispatched here, before LightningCLI, because they train nothing and take no Trainer.
 """
 import sys
 
@@ -17,6 +18,8 @@ Other subcommands (dispatched before LightningCLI):
                       (python -m train verify --help)
   export              write a checkpoint's parameters as .npz in the NumPy reference's params layout
                       (python -m train export --help)
+  sweep               search lr, reg, hidden size, momentum, decay, epochs on Optuna, many nets per step
+                      (python -m train sweep --help; the bare command sweeps the digits)
 """
 
 
@@ -30,6 +33,10 @@ def main(argv=None):
         from train.export_cmd import main as export_main
 
         return export_main(argv[1:])
+    if argv and argv[0] == "sweep":
+        from train.sweep import main as sweep_main
+
+        return sweep_main(argv[1:])
     from train.cli import run_cli
 
     if not argv or argv[0] in ("-h", "--help"):
