@@ -14,19 +14,27 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from PIL import Image
 
+try:
+    import resource  # Unix: the kernel's CPU time
+except ImportError:
+    resource = None
+
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 NAMES = ["softmax_pytorch.ipynb", "two_layer_net_pytorch.ipynb"]
-CELL_TIMEOUT_S = 120  # a hung cell fails the test; a whole notebook runs in well under a minute on 2 cores
+CELL_TIMEOUT_S = 120  # a hung cell fails the test
+CPU_BUDGET_S = 60  # the kernel's CPU time (user + sys) for a whole notebook: a load-independent time budget
 
 pytestmark = pytest.mark.notebooks
 
 
 def execute(nb, cwd):
     """Run every cell of ``nb`` in a fresh kernel started in ``cwd``; raises CellExecutionError on the first
-    cell that raises. Returns the executed notebook."""
+    cell that raises. Returns (the executed notebook, the kernel's CPU seconds, user + sys; 0 off Unix)."""
+    cpu_s = lambda: 0.0 if resource is None else sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2])
+    before = cpu_s()
     NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
                    resources={"metadata": {"path": str(cwd)}}).execute()
-    return nb
+    return nb, cpu_s() - before  # the kernel has exited and been waited for: its time is counted
 
 
 @pytest.fixture
@@ -53,15 +61,16 @@ def test_notebook_is_stored_without_outputs(name):
 def test_notebook_runs_top_to_bottom(name, quiet_kernel_env):
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     start = time.perf_counter()
-    executed = execute(nb, NOTEBOOKS)
+    executed, cpu_s = execute(nb, NOTEBOOKS)
     elapsed = time.perf_counter() - start
+    print(f"{name}: {elapsed:.1f} s wall, {cpu_s:.1f} s kernel CPU")
+    assert cpu_s < CPU_BUDGET_S, f"{name} took {cpu_s:.0f} s of kernel CPU; the budget is {CPU_BUDGET_S} s"
     outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "CIFAR10_ROOT is not set" in text
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) >= 2, f"{name}: expected inline plots, got {len(images)} images"
-    print(f"{name}: {elapsed:.1f} s")
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +93,7 @@ def tiny_cifar10_folder(tmp_path_factory):
 def test_cifar10_section_runs_when_a_folder_is_given(name, quiet_kernel_env, tiny_cifar10_folder, monkeypatch):
     monkeypatch.setenv("CIFAR10_ROOT", str(tiny_cifar10_folder))
     monkeypatch.setenv("CIFAR10_NUM_ITERS", "20")
-    executed = execute(nbformat.read(NOTEBOOKS / name, as_version=4), NOTEBOOKS)
+    executed, _ = execute(nbformat.read(NOTEBOOKS / name, as_version=4), NOTEBOOKS)
     text = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs
                    if o.output_type == "stream")
     assert "CIFAR10_ROOT is not set" not in text
