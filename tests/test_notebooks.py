@@ -10,6 +10,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
+from ipykernel.kernelspec import write_kernel_spec
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from PIL import Image
@@ -38,12 +39,16 @@ def execute(nb, cwd):
 
 
 @pytest.fixture
-def quiet_kernel_env(monkeypatch):
+def quiet_kernel_env(monkeypatch, tmp_path_factory):
     """The kernel inherits this process's environment: one BLAS/OpenMP thread (the GEMMs are tiny, and the
-    machine is shared), no CIFAR-10."""
+    machine is shared), no CIFAR-10, and a python3 kernelspec that runs this interpreter (JUPYTER_PATH is searched
+    before a user's own kernelspecs, which may point at another Python)."""
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         monkeypatch.setenv(name, "1")
     monkeypatch.delenv("CIFAR10_ROOT", raising=False)
+    jupyter_path = tmp_path_factory.mktemp("jupyter")
+    write_kernel_spec(jupyter_path / "kernels" / "python3")
+    monkeypatch.setenv("JUPYTER_PATH", str(jupyter_path))
 
 
 @pytest.mark.parametrize("name", NAMES)
