@@ -73,6 +73,8 @@ def test_a_diverging_run_records_nan_and_goes_on_in_both():
     ({"y": np.zeros(N)}, "y", "integer"),
     ({"y": np.zeros(N - 1, dtype=np.int64)}, "y", f"expected {N}"),
     ({"X": np.full((N, D), np.nan)}, "train X", "NaN"),
+    ({"X": np.ones((0, D)), "y": np.zeros(0, dtype=np.int64)}, "train X", "empty"),
+    ({"y": np.full(N, -1)}, "train y", "[0, "),
 ])
 def test_bad_input_to_train_is_named_in_one_line(changes, name, phrase):
     X, y = blobs()

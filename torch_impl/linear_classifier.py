@@ -42,7 +42,10 @@ class LinearClassifier:
         check_tensor("X", X, 2, "(N, D)")
         check_labels("y", y, X.shape[0], X.device)
         num_train, dim = X.shape
-        num_classes = int(y.max()) + 1 if self.W is None else self.W.shape[1]  # assume y takes values 0...K-1
+        if self.W is not None:
+            num_classes = self.W.shape[1]
+        else:
+            num_classes = max(int(y.max()) + 1, 1) if y.numel() else 1  # assume y takes values 0...K-1
         check_split("train", X, y, num_classes)  # the values, once: the steps below check only metadata
         if self.W is None:
             self.W = 0.001 * torch.randn(dim, num_classes, dtype=X.dtype, device=X.device, generator=generator)
