@@ -1,8 +1,9 @@
-"""The ``lightning_fit`` row of bench_step.py: per-step time of the real ``python -m train fit`` loop.
+"""The ``fit_*`` rows of bench_step.py: per-step time of the real ``python -m train fit`` loop.
 
 Usage (from bench_step.py; alone for a quick look)::
 
-    python benchmarks/bench_fit.py --hidden 50 --steps 100
+    python benchmarks/bench_fit.py --hidden 50 --steps 100                       # fit_fused
+    python benchmarks/bench_fit.py --model-args "--model.steps_per_call 1"       # fit_front_door
 
 fit runs through train.cli.run_cli, so the Trainer keeps its defaults (progress bar, CSV logger, checkpoint and
 plot callbacks), on SyntheticCIFARDataModule: an ArrayDataModule holding the same synthetic data as the other rows.
@@ -23,6 +24,9 @@ from pathlib import Path
 import lightning as L
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: common.py
+
+from common import NUM_TRAIN, make_data  # noqa: E402
 
 from train.cli import run_cli  # noqa: E402
 from train.data import ArrayDataModule, ArraySplits  # noqa: E402
@@ -81,7 +85,7 @@ def lightning_fit_ms(X, y, hidden, steps, warmup, lr=1e-4, reg=0.25, batch_size=
             os.chdir(cwd)
             sys.path.remove(str(here))
     if len(_MARKS) != 2:
-        raise RuntimeError(f"lightning_fit: expected 2 step marks, got {len(_MARKS)} (did fit stop early?)")
+        raise RuntimeError(f"fit: expected 2 step marks, got {len(_MARKS)} (did fit stop early?)")
     (t0, step0), (t1, step1) = _MARKS
     return (t1 - t0) / (step1 - step0) * 1e3
 
@@ -96,18 +100,17 @@ def fit_memory(hidden, num_train, steps, queue, model_args=()):
     CIFAR-shaped data. Puts (RSS after imports, peak RSS, training tensor bytes) on ``queue``."""
     import resource
 
-    import bench_step
     import torch
 
     torch.zeros(1) @ torch.zeros(1)  # the BLAS library's pages count as fixed, not as data
     fixed = rss_bytes()
-    X, y = bench_step.make_data(torch.device("cpu"), num_train)
+    X, y = make_data(torch.device("cpu"), num_train)
     lightning_fit_ms(X, y, hidden, steps, min(10, steps // 2), model_args=model_args)
     queue.put((fixed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, X.nbytes))
 
 
 if __name__ == "__main__":
-    import bench_step
+    import torch
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--hidden", type=int, default=50)
@@ -115,6 +118,6 @@ if __name__ == "__main__":
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--model-args", default="", help="extra fit arguments, e.g. '--model.steps_per_call 16'")
     a = p.parse_args()
-    X, y = bench_step.make_data(bench_step.torch.device("cpu"), bench_step.NUM_TRAIN)
+    X, y = make_data(torch.device("cpu"), NUM_TRAIN)
     ms = lightning_fit_ms(X, y, a.hidden, a.steps, a.warmup, model_args=a.model_args.split())
-    print(f"lightning_fit H={a.hidden} {a.model_args}: {ms:.3f} ms/step")
+    print(f"fit H={a.hidden} {a.model_args}: {ms:.3f} ms/step")

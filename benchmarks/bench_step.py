@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/bench_step.py                                  # CPU, H = 50 and 100, every row
     python benchmarks/bench_step.py --device cuda --json bench.json  # a GPU, rows written as JSON
-    python benchmarks/bench_step.py --rows floor torch_manual --hidden 50 --repeats 15
+    python benchmarks/bench_step.py --rows floor fused --hidden 50 --repeats 15
     python benchmarks/bench_step.py --memory                         # peak RSS of fit instead
 
 The data are synthetic, of the shape cs231n trains on: N = 49,000 rows of D = 3,072 float32 features, C = 10
@@ -14,27 +14,26 @@ classes, batches of B = 200 drawn with replacement. Rows (``--rows``):
                     outputs: the part of a step no implementation can avoid
     numpy_float64   reference_numpy's step as cs231n's train runs it: loss and grads, then the SGD update (CPU)
     numpy_float32   the same on float32 arrays
-    torch_manual    the hand-written step fit runs inside its step blocks (steps_per_call 16): gather, then
-                    torch_impl/fused_step.py's fused_sgd_step (loss, the formulas, the update fused into the
-                    gradient GEMMs; on a CPU the NaN check of the loss included)
-    torch_function  the front door (fit's step with --model.steps_per_call 1, and a block's last step): gather,
-                    TwoLayerLoss.apply, backward through the engine, torch.optim.SGD (fused) step, zero_grad
-    torch_autograd  the same with the plain-autograd twin (autograd_twin.two_layer_loss_autograd)
-    lightning_fit   ``python -m train fit`` with the CLI's defaults (16 SGD steps per Lightning step, progress
-                    bar, CSV logger, checkpoint and plot callbacks) on a data module holding the same data, timed
-                    between two training steps of one run (see bench_fit.py; one run per round)
-    lightning_fit_k1          the same with --model.steps_per_call 1 (every step through Lightning's hooks)
-    cuda_graph      (CUDA) one SGD step replayed from a captured graph (train/step_blocks.py), data and
-                    indices on the GPU
-    lightning_fit_graph       (CUDA) fit with --model.cuda_graph true (16 steps per replay)
-    lightning_fit_graph_k1    (CUDA) fit with --model.cuda_graph true --model.steps_per_call 1
+    fused           the fused step path's step: gather, then torch_impl/fused_step.py's fused_sgd_step (loss, the
+                    formulas, the update fused into the gradient GEMMs; on a CPU the NaN check of the loss included)
+    front_door      the front door step path's step: gather, TwoLayerLoss.apply, backward through the engine,
+                    torch.optim.SGD (fused kernel) step, zero_grad
+    front_door_autograd  the same with the plain-autograd twin (autograd_twin.two_layer_loss_autograd)
+    graph           (CUDA) the graph step path's step: one SGD step replayed from a captured graph
+                    (torch_impl/cuda_graph.py), data and indices on the GPU
+    fit_fused       ``python -m train fit`` with the CLI's defaults (the fused step path, 16 SGD steps per
+                    training_step, progress bar, CSV logger, checkpoint and plot callbacks) on a data module holding
+                    the same data, timed between two training steps of one run (see bench_fit.py; one run per round)
+    fit_front_door  the same with --model.steps_per_call 1 (the front door, every step through Lightning's hooks)
+    fit_graph       (CUDA) fit with --model.cuda_graph true (the graph step path, 16 steps per replay)
+    fit_graph_k1    (CUDA) fit with --model.cuda_graph true --model.steps_per_call 1
 
 Rows are timed in interleaved rounds (per round, one block of ``--steps`` steps of every row), so a change of load
 on a shared machine hits every row alike. A row's ms/step is the median over its ``--repeats`` blocks, and its ratio
 is to the floor's median of the same run; the fastest block of each row and its ratio to the fastest floor block are
 printed beside them (on a busy machine the quiet moments). torch uses its default thread count unless --threads.
 After a NumPy block the benchmark sleeps 0.3 s, untimed: NumPy's OpenBLAS threads spin-wait after their last GEMM
-and, on 2 cores, took a core from the torch row timed next (torch_manual measured 2.8x floor instead of 1.45x).
+and, on 2 cores, take a core from the torch row timed next (fused measures 2.8x floor instead of 1.45x).
 """
 import argparse
 import json
@@ -50,28 +49,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import reference_numpy.neural_net as ref  # noqa: E402
 from torch_impl.autograd_twin import two_layer_loss_autograd  # noqa: E402
-from torch_impl.backward_ops import make_sgd  # noqa: E402
 from torch_impl.cuda_graph import GraphedSGDSteps  # noqa: E402
 from torch_impl.fused_step import fused_sgd_step  # noqa: E402
 from torch_impl.neural_net import TwoLayerLoss, TwoLayerNet  # noqa: E402
 
-NUM_TRAIN, INPUT_SIZE, NUM_CLASSES, BATCH = 49_000, 3_072, 10, 200  # cs231n's CIFAR-10 training shape
-LR, REG, STD = 1e-4, 0.25, 1e-4  # cs231n's two-layer-net settings
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: common.py, bench_fit.py
+from common import BATCH, INPUT_SIZE, LR, NUM_CLASSES, NUM_TRAIN, REG, STD, make_data  # noqa: E402
+
 NUMPY_ROWS = ("numpy_float64", "numpy_float32")
-CUDA_ROWS = ("cuda_graph", "lightning_fit_graph", "lightning_fit_graph_k1")
-FIT_ARGS = {"lightning_fit": [], "lightning_fit_k1": ["--model.steps_per_call", "1"],
-            "lightning_fit_graph": ["--model.cuda_graph", "true"],
-            "lightning_fit_graph_k1": ["--model.cuda_graph", "true", "--model.steps_per_call", "1"]}
-ROWS = ("floor", *NUMPY_ROWS, "torch_manual", "torch_function", "torch_autograd", "cuda_graph", "lightning_fit",
-        "lightning_fit_k1", "lightning_fit_graph", "lightning_fit_graph_k1")
-
-
-def make_data(device, num_train, seed=0):
-    """Synthetic training data: X (num_train, D) float32 standard normal, y (num_train,) int64 on ``device``."""
-    gen = torch.Generator().manual_seed(seed)
-    X = torch.randn(num_train, INPUT_SIZE, generator=gen)  # (N, D)
-    y = torch.randint(0, NUM_CLASSES, (num_train,), generator=gen)  # (N,)
-    return X.to(device), y.to(device)
+CUDA_ROWS = ("graph", "fit_graph", "fit_graph_k1")
+FIT_ARGS = {"fit_fused": [], "fit_front_door": ["--model.steps_per_call", "1"],
+            "fit_graph": ["--model.cuda_graph", "true"],
+            "fit_graph_k1": ["--model.cuda_graph", "true", "--model.steps_per_call", "1"]}
+ROWS = ("floor", *NUMPY_ROWS, "fused", "front_door", "front_door_autograd", "graph", "fit_fused", "fit_front_door",
+        "fit_graph", "fit_graph_k1")
 
 
 def floor_step(X, y, hidden):
@@ -106,12 +97,12 @@ def numpy_step(X, y, hidden, dtype):
     return step
 
 
-def torch_step(X, y, hidden, loss_fn):
+def front_door_step(X, y, hidden, loss_fn):
     """The front-door step: gather on the device, loss, backward through autograd, optimizer step, zero_grad."""
     init = torch.Generator().manual_seed(0)
     net = TwoLayerNet(INPUT_SIZE, hidden, NUM_CLASSES, std=STD, generator=init).to(X.device)
     W1, b1, W2, b2 = net.params.values()
-    opt = make_sgd(net.parameters(), lr=LR)
+    opt = torch.optim.SGD(net.parameters(), lr=LR, fused=True)  # one kernel for the update (CPU and CUDA)
 
     def step():
         idx = torch.randint(0, X.shape[0], (BATCH,), device=X.device)  # (B,)
@@ -125,7 +116,7 @@ def torch_step(X, y, hidden, loss_fn):
 
 
 def fused_step(X, y, hidden):
-    """fit's hand-written step inside a step block: gather on the device, fused_sgd_step (no autograd)."""
+    """The fused step path's step: gather on the device, fused_sgd_step (no autograd)."""
     init = torch.Generator().manual_seed(0)
     net = TwoLayerNet(INPUT_SIZE, hidden, NUM_CLASSES, std=STD, generator=init).to(X.device)
     params = list(net.params.values())
@@ -139,7 +130,8 @@ def fused_step(X, y, hidden):
 
 
 def graph_step(X, y, hidden):
-    """fit's step replayed from a CUDA graph: gather by a device-side position, loss, backward, update."""
+    """The graph step path's step, replayed from a CUDA graph: gather by a device-side position, loss, backward,
+    update."""
     init = torch.Generator().manual_seed(0)
     net = TwoLayerNet(INPUT_SIZE, hidden, NUM_CLASSES, std=STD, generator=init).to(X.device)
     W1, b1, W2, b2 = net.params.values()
@@ -163,18 +155,18 @@ def build(name, X, y, hidden, warmup):
         from bench_fit import lightning_fit_ms  # imports Lightning and the CLI only when asked for
 
         return lambda steps: lightning_fit_ms(X, y, hidden, steps, warmup, model_args=FIT_ARGS[name])
-    if name == "cuda_graph":
+    if name == "graph":
         step = graph_step(X, y, hidden)
     elif name == "floor":
         step = floor_step(X, y, hidden)
     elif name in NUMPY_ROWS:
         step = numpy_step(X, y, hidden, np.float64 if name == "numpy_float64" else np.float32)
-    elif name == "torch_manual":
+    elif name == "fused":
         step = fused_step(X, y, hidden)
-    elif name == "torch_function":
-        step = torch_step(X, y, hidden, TwoLayerLoss.apply)
-    elif name == "torch_autograd":
-        step = torch_step(X, y, hidden, two_layer_loss_autograd)
+    elif name == "front_door":
+        step = front_door_step(X, y, hidden, TwoLayerLoss.apply)
+    elif name == "front_door_autograd":
+        step = front_door_step(X, y, hidden, two_layer_loss_autograd)
     else:
         raise ValueError(f"--rows: unknown row {name!r}; expected some of {', '.join(ROWS)}")
     sync = torch.cuda.synchronize if X.is_cuda else (lambda: None)
@@ -223,9 +215,9 @@ def run_benchmark(args):
                          "min_ratio_to_floor": round(ms_min / floor_min, 3)})
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.steps} steps x {args.repeats} repeats; "
           "median (and fastest) block")
-    print(f"{'name':16s} {'device':7s} {'hidden':>6s} {'ms/step':>9s} {'x floor':>8s} {'min ms':>9s} {'x floor':>8s}")
+    print(f"{'name':19s} {'device':7s} {'hidden':>6s} {'ms/step':>9s} {'x floor':>8s} {'min ms':>9s} {'x floor':>8s}")
     for r in rows:
-        print(f"{r['name']:16s} {r['device']:7s} {r['hidden']:6d} {r['ms_per_step']:9.3f} {r['ratio_to_floor']:8.2f} "
+        print(f"{r['name']:19s} {r['device']:7s} {r['hidden']:6d} {r['ms_per_step']:9.3f} {r['ratio_to_floor']:8.2f} "
               f"{r['ms_min']:9.3f} {r['min_ratio_to_floor']:8.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")

@@ -37,7 +37,7 @@ stage 90 bench-h50 python3 benchmarks/bench_step.py --device cuda --hidden 50 --
     --warmup 20 --json "$OUT/bench_cuda_h50.json"
 stage 60 cuda-tests python3 -m pytest -q -m cuda -p no:cacheprovider --no-header -rs tests
 stage 45 bench-h100 python3 benchmarks/bench_step.py --device cuda --hidden 100 --steps 200 --repeats 2 \
-    --warmup 20 --rows floor torch_manual torch_function cuda_graph lightning_fit_graph \
+    --warmup 20 --rows floor fused front_door graph fit_graph \
     --json "$OUT/bench_cuda_h100.json"
 stage 20 verify python3 -m train verify --json "$OUT/verify.json"
 python3 - "$OUT" <<'EOF' 2>&1 | tee -a "$LOG"
