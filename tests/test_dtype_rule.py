@@ -117,6 +117,21 @@ def test_dtype_of_new_nets_and_of_copies():
 
 
 @pytest.mark.two_layer
+@pytest.mark.parametrize("changes,phrase", [
+    ({"W1": np.zeros((D, H), dtype=np.int64)}, "params: W1 holds torch.int64; expected floating point"),
+    ({"b1": np.zeros(H + 1)}, f"b1: got shape ({H + 1},)"),
+    ({"W2": np.zeros((H + 1, C))}, "W2: got shape"),
+])
+def test_from_numpy_names_a_bad_params_dict_in_one_line(changes, phrase):
+    _, _, params = problem()
+    with pytest.raises(ValueError) as info:
+        TwoLayerNet.from_numpy({**params, **changes})
+    assert str(info.value).startswith(phrase) and "\n" not in str(info.value), str(info.value)
+    mixed = {**params, "b1": params["b1"].astype(np.float32)}  # W1's dtype decides
+    assert all(p.dtype == torch.float64 for p in TwoLayerNet.from_numpy(mixed).parameters())
+
+
+@pytest.mark.two_layer
 def test_from_numpy_and_from_npz_leave_torchs_rng_alone(tmp_path):
     _, _, params = problem()
     TwoLayerNet.from_numpy(params).save_npz(tmp_path / "net.npz")

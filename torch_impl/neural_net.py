@@ -37,7 +37,13 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from torch_impl.backward_ops import reg_plus_mm, relu_backward, scaled_dscores, two_layer_forward, upstream_scale
-from torch_impl.validation import as_features, as_labels, check_net_sizes, check_two_layer_inputs
+from torch_impl.validation import (
+    as_features,
+    as_labels,
+    check_net_sizes,
+    check_two_layer_inputs,
+    check_two_layer_params,
+)
 
 PARAM_NAMES = ("W1", "b1", "W2", "b2")  # the order of every two-layer signature, grads dict and .npz
 
@@ -147,10 +153,13 @@ class TwoLayerNet(nn.Module):
     def from_numpy(cls, params, dtype=None, device=None):
         """A net whose parameters equal a NumPy ``params`` dict (W1 (D, H), b1 (H,), W2 (H, C), b2 (C,)).
 
-        dtype: None keeps the arrays' dtype (float64 for the reference's params). Draws nothing from torch's RNG.
+        dtype: None keeps W1's dtype (float64 for the reference's params). Draws nothing from torch's RNG.
         """
-        params = {name: torch.as_tensor(np.asarray(params[name]), dtype=dtype, device=device)
-                  for name in ("W1", "b1", "W2", "b2")}
+        dtype = torch.as_tensor(np.asarray(params["W1"])).dtype if dtype is None else dtype
+        if not dtype.is_floating_point:
+            raise ValueError(f"params: W1 holds {dtype}; expected floating point arrays (or pass dtype=)")
+        params = {name: torch.as_tensor(np.asarray(params[name]), dtype=dtype, device=device) for name in PARAM_NAMES}
+        check_two_layer_params(*params.values())  # the shapes chain, or one line naming the first that does not
         D, H = params["W1"].shape
         C = params["W2"].shape[1]
         net = cls(D, H, C, dtype=params["W1"].dtype, device="meta")  # shapes only: nothing allocated or drawn
