@@ -34,7 +34,7 @@ import zipfile
 
 import torch
 
-# private Lightning API (2.4-2.6): the test TorchCheckpointIO itself uses to tell a local path from a URL; the public
+# private Lightning API (2.6): the test TorchCheckpointIO itself uses to tell a local path from a URL; the public
 # alternative, fsspec's url_to_fs, is a second opinion that could disagree with where Lightning writes
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -158,13 +158,13 @@ class LastCheckpoint(ModelCheckpoint):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         """Save when the step count reached or crossed a multiple of every_n_train_steps during this batch (a step
         block advances it by up to steps_per_call, so ``global_step % n == 0`` alone would skip most multiples)."""
-        # private ModelCheckpoint attribute (2.4-2.6): the every_n_train_steps it was built with
+        # private ModelCheckpoint attribute (2.6): the every_n_train_steps it was built with
         n, before = self._every_n_train_steps, getattr(self, "_steps_before_batch", trainer.global_step - 1)
         if n >= 1 and steps_crossed(before, trainer.global_step, n):
             self._save_last_now(trainer)
 
     def _save_last_now(self, trainer):
-        # private ModelCheckpoint API (2.4-2.6): saving last.ckpt alone, with its skip rules and file name; the public
+        # private ModelCheckpoint API (2.6): saving last.ckpt alone, with its skip rules and file name; the public
         # trainer.save_checkpoint would bypass both and re-implement the save_last naming
         if not self._should_skip_saving_checkpoint(trainer):  # skips sanity checks and a step already saved
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))

@@ -150,6 +150,7 @@ class TwoLayerNetModule(L.LightningModule):
         wider than the run's dtype (a 64-true one validated in 32-true) is rounded to it, with a warning."""
         saved = {t.dtype for key, t in checkpoint.get("state_dict", {}).items()
                  if key.startswith("net.") and isinstance(t, torch.Tensor) and t.is_floating_point()}
+        # private LightningModule attribute (2.6): the public self.trainer raises when no Trainer is attached
         if self._trainer is None:
             if len(saved) == 1:
                 self.to(saved.pop())
@@ -245,7 +246,7 @@ class TwoLayerNetModule(L.LightningModule):
         LearningRateMonitor asks too). True when that cannot be asked. The epoch's last batch logs as well, so
         callback_metrics (EarlyStopping, the progress bar) hold the epoch's last loss."""
         trainer = self.trainer
-        # private Lightning API (2.4-2.6): the public way, self.log on every step, costs ~0.1 ms a step for values
+        # private Lightning API (2.6): the public way, self.log on every step, costs ~0.1 ms a step for values
         # the logger drops
         connector = getattr(trainer, "_logger_connector", None)
         try:

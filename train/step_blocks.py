@@ -157,7 +157,7 @@ class StepBlockRunner:
         hooks_only = fast == count  # the fast path took every step
         counted = fast - 1 if hooks_only else fast  # steps counted without hooks
         for _ in range(counted):
-            # private Lightning API (2.4-2.6): the LightningOptimizer's step count (trainer.global_step) without
+            # private Lightning API (2.6): the LightningOptimizer's step count (trainer.global_step) without
             # running a step; the public opt.step() per step would add every optimizer hook (~50 us) per step
             opt._on_before_step()
             opt._on_after_step()
