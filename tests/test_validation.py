@@ -163,8 +163,6 @@ def test_metadata_only_modes_skip_values_but_keep_shapes():
         t_validation.check_two_layer_inputs(*args)
         with pytest.raises(ValueError, match="^X: .*2-D"):
             t_validation.check_two_layer_inputs(a["X"][0], *args[1:])
-        with pytest.raises(ValueError, match="^X: .*NaN"):  # the explicit scan still scans
-            t_validation.check_finite_tensors(X=a["X"])
     with pytest.raises(ValueError, match="^X: .*NaN"):  # the context is restored on exit
         t_validation.check_two_layer_inputs(*args)
 
@@ -251,7 +249,8 @@ def test_cuda_device_mixing_and_scan():
     with pytest.raises(ValueError, match="^y: .*expected device cuda"):
         t_net.two_layer_loss(X, a["y"], *(a[k].cuda() for k in ("W1", "b1", "W2", "b2")), a["reg"])
     with pytest.raises(ValueError, match="^X: .*NaN"):
-        t_validation.check_finite_tensors(X=torch.where(X > 0, X, float("nan")))
+        t_net.two_layer_loss(torch.where(X > 0, X, float("nan")), a["y"].cuda(),
+                             *(a[k].cuda() for k in ("W1", "b1", "W2", "b2")), a["reg"])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -273,11 +272,11 @@ def test_cuda_metadata_checks_do_not_sync():
 
 def test_torch_finite_scan_is_exact_when_the_sum_overflows():
     big = torch.full((N, D), 3e38)  # float32: every entry finite, their sum is inf
-    t_validation.check_finite_tensors(X=big)
-    big[2, 3] = -math.inf
-    with pytest.raises(ValueError, match=r"^X: .* 0 NaN and 1 Inf entries \(first at index \(2, 3\)\)"):
-        t_validation.check_finite_tensors(X=big)
     labels = torch.tensor([0, 1, 1, 0, 1])
+    t_validation.check_split("train", big, labels, C)
+    big[2, 3] = -math.inf
+    with pytest.raises(ValueError, match=r"^train X: .* 0 NaN and 1 Inf entries \(first at index \(2, 3\)\)"):
+        t_validation.check_split("train", big, labels, C)
     t_validation.check_split("val", torch.full((N, D), 3e38), labels, C)
     with pytest.raises(ValueError, match=r"^val y: got labels in \[0, 7\]"):
         t_validation.check_split("val", torch.full((N, D), 3e38), torch.tensor([0, 7, 1, 0, 1]), C)

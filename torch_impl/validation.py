@@ -115,19 +115,6 @@ def _check_values(tensors, y=None, y_name="y", num_classes=None, values=True):
                              f"[0, {num_classes}) (C = {num_classes} classes)")
 
 
-def check_finite_tensors(**tensors):
-    """Each keyword argument a tensor; raises for the first one holding NaN or Inf (one host sync when all are fine).
-
-    Runs even inside skip_value_checks(): call it where a value scan is wanted.
-    """
-    for name, t in tensors.items():
-        if not isinstance(t, torch.Tensor):
-            raise ValueError(f"{name}: got {describe(t)}; expected a tensor")
-    flags = _finite_flags(tensors)
-    if flags and not bool(torch.stack([f.to(flags[0].device) for f in flags]).all()):
-        _raise_nonfinite(tensors)  # exact; returns when only a sum overflowed
-
-
 def check_labels(name, y, num_rows, device, rows_of="X"):
     """y: (N,) integer tensor on ``device``, N == num_rows (metadata only; the range is in _check_values)."""
     if not isinstance(y, torch.Tensor) or y.dim() != 1:

@@ -43,10 +43,9 @@ def _mean_subtracted(X_train, *others):
     return [None if X is None else X.float().sub_(mean) for X in (X_train, *others)]  # (N_*, D) each
 
 
-def _positive(name, value, at_most=None):
-    if not isinstance(value, int) or value < 1 or (at_most is not None and value > at_most):
-        bound = f" and at most {at_most}" if at_most is not None else ""
-        raise ValueError(f"{name} must be an integer >= 1{bound}; got {value!r}")
+def _positive(name, value):
+    if not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
 
 
 class CIFAR10DataModule(ArrayDataModule):
