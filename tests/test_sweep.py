@@ -191,6 +191,8 @@ def test_two_processes_share_one_storage_without_losing_or_repeating_a_trial(tmp
     assert {t.state.name for t in trials} <= {"COMPLETE", "FAIL"}  # none left running
     assert all(t.state.name == "COMPLETE" or "diverged_at_step" in t.user_attrs for t in trials)
     assert all(t.user_attrs["epochs"] == 2 for t in trials if t.state.name == "COMPLETE")
+    workers = {t.user_attrs["worker"] for t in trials}
+    print(f"trials per worker: {[sum(t.user_attrs['worker'] == w for t in trials) for w in workers]}")
 
 
 @pytest.mark.slow

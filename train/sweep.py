@@ -36,6 +36,7 @@ import csv
 import io
 import math
 import os
+import socket
 import sys
 import time
 import warnings
@@ -395,6 +396,7 @@ def run_sweep(cfg, out=None):
     bar = tqdm(total=n_trials, initial=min(used, n_trials), desc="trials", unit="trial", file=out,
                dynamic_ncols=True)
     start = time.perf_counter()
+    worker = f"{socket.gethostname()}:{os.getpid()}"  # which sweep process ran a trial (trials.csv)
     try:
         while group := ask_group(study, n_trials, cfg.nets_per_step):
             params = [suggest(t, cfg.space) for t in group]
@@ -412,6 +414,7 @@ def run_sweep(cfg, out=None):
                     th.join()
             for trial, outcome in zip(group, outcomes):
                 trial.set_user_attr("epochs", outcome.epochs)
+                trial.set_user_attr("worker", worker)
                 if outcome.state == "diverged":
                     trial.set_user_attr("diverged_at_step", outcome.diverged_at_step)
                     tell(study, trial, state=optuna.trial.TrialState.FAIL)
@@ -477,14 +480,15 @@ def write_outputs(study, cfg, study_dir, best):
 
 
 def write_trials_csv(study, f):
-    """One row per trial: number, state, val_acc, the hyperparameters, epochs, diverged_at_step, duration_s."""
+    """One row per trial: number, state, val_acc, the hyperparameters, epochs, diverged_at_step, duration_s and
+    the worker (host:pid of the sweep process that ran it)."""
     w = csv.writer(f)
-    w.writerow(["number", "state", "val_acc", *SEARCHED, "epochs", "diverged_at_step", "duration_s"])
+    w.writerow(["number", "state", "val_acc", *SEARCHED, "epochs", "diverged_at_step", "duration_s", "worker"])
     for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
         duration = t.duration.total_seconds() if t.duration is not None else ""
         w.writerow([t.number, t.state.name, "" if t.value is None else t.value,
                     *(t.params.get(k, "") for k in SEARCHED), t.user_attrs.get("epochs", ""),
-                    t.user_attrs.get("diverged_at_step", ""), duration])
+                    t.user_attrs.get("diverged_at_step", ""), duration, t.user_attrs.get("worker", "")])
 
 
 def fit_config_yaml(cfg, params):
