@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from torch_impl.neural_net import PARAM_NAMES
 from train.runs import LOGS_ROOT, PARAM_KEYS, last_checkpoints, read_checkpoint, run_checkpoint_folders
 
-PARAM_NAMES = ("W1", "b1", "W2", "b2")
 STATE_KEYS = PARAM_KEYS  # TwoLayerNetModule's state_dict keys net.W1 ... net.b2
 
 

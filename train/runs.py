@@ -18,8 +18,10 @@ from pathlib import Path
 
 import torch
 
+from torch_impl.neural_net import PARAM_NAMES
+
 LOGS_ROOT = "lightning_logs"  # the CLI's CSVLogger: save_dir ".", name "lightning_logs"
-PARAM_KEYS = ("net.W1", "net.b1", "net.W2", "net.b2")  # TwoLayerNetModule's state_dict keys
+PARAM_KEYS = tuple(f"net.{name}" for name in PARAM_NAMES)  # TwoLayerNetModule's state_dict keys
 
 
 def read_checkpoint(path, argument="--ckpt_path"):
