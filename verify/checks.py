@@ -15,16 +15,16 @@ The regularization convention (``auto``: from the target's loss) is "full", reg*
 Biases regularized consistently in loss and gradient FAIL: cs231n regularizes the weights only, and a net
 trained so differs from the course's.
 """
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import cache
 
 import numpy as np
 
 from verify.cases import CASE_BUILDERS, LARGE, cases_for
 from verify.hints import UNIMPLEMENTED, diagnose
 from verify.kinds import CONVENTIONS, KINDS, REG_FACTOR
-from verify.references import reference
 from verify.sandbox import Limits, run_file
 
 COURSE_RTOL = 1e-6  # float64 code agrees to ~1e-14 whatever its loops or summation order; the smallest error a
@@ -104,11 +104,25 @@ def write_job(folder):
     return path
 
 
-@cache
+_REFERENCES, _REFERENCES_LOCK = {}, threading.Lock()
+
+
 def references(kind, convention):
-    """(cases, [reference per case]) of one kind under one convention: autograd runs once per run."""
-    cases = cases_for(kind)
-    return cases, [reference(kind, c, convention) for c in cases]
+    """(cases, [reference per case]) of one kind under one convention: autograd runs once per process."""
+    with _REFERENCES_LOCK:
+        if (kind, convention) not in _REFERENCES:
+            from verify.references import reference  # torch: imported on first use, while a child runs
+
+            cases = cases_for(kind)
+            _REFERENCES[kind, convention] = cases, [reference(kind, c, convention) for c in cases]
+        return _REFERENCES[kind, convention]
+
+
+def warm_references():
+    """Every kind's references under every convention it has (the first call imports torch)."""
+    for kind, spec in KINDS.items():
+        for convention in (("full", "half") if spec.regularized else ("full",)):
+            references(kind, convention)
 
 
 def _rel(got, want):
@@ -288,7 +302,10 @@ def check_file(where, job, name=None, kind=None, reg_convention="auto", limits=N
     """[TargetResult] for every target of a file (or for NAME); a file that cannot be loaded gives one result
     named "(import)" (status ERROR, or FAIL when it exited, hung or ran out of memory while importing)."""
     start = time.perf_counter()
-    report = run_file(where, job, name=name, kind=kind, limits=limits or Limits())
+    with ThreadPoolExecutor(1) as pool:  # the child runs while this process imports torch for the references
+        future = pool.submit(run_file, where, job, name=name, kind=kind, limits=limits or Limits())
+        warm_references()
+        report = future.result()
     common = dict(output_head=report.output_head, output_lines=report.output_lines)
     if report.load_error is not None:
         status, line = report.load_error

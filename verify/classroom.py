@@ -2,15 +2,15 @@
 
 DIR holds one folder per student. In each, every cs231n-layout file at any depth is checked (FILE_PATTERNS),
 every known target in it, each file in its own child process; ``--jobs`` children run at once (default: the
-number of cores). The parent computes the autograd references once and shares them.
+number of cores). The parent computes the autograd references once, while the first children run, and shares
+them.
 
     entries = check_class(Path("submissions"), job, jobs=2)   # [(submission, file, TargetResult)]
 """
 import os
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from verify.checks import TargetResult, check_file, references
-from verify.kinds import KINDS
+from verify.checks import TargetResult, check_file
 
 FILE_PATTERNS = ("cs231n/classifiers/softmax.py", "cs231n/classifiers/neural_net.py",
                  "cs231n/classifiers/fc_net.py", "cs231n/classifiers/linear_svm.py", "cs231n/layers.py",
@@ -28,13 +28,6 @@ def find_files(submission):
     return sorted(set(found))
 
 
-def warm_references(convention="auto"):
-    """Compute every kind's autograd references now, once, before the workers start."""
-    for kind in KINDS:
-        for c in (("full", "half") if KINDS[kind].regularized else ("full",)):
-            references(kind, c)
-
-
 def check_class(directory, job, jobs=None, reg_convention="auto", limits=None, progress=None):
     """[(submission, file relative to it, TargetResult)] sorted by submission and file; a submission without
     any cs231n file gets one ERROR entry."""
@@ -47,7 +40,6 @@ def check_class(directory, job, jobs=None, reg_convention="auto", limits=None, p
                                                          message="no cs231n file found (" +
                                                                  ", ".join(FILE_PATTERNS) + ")")))
         work += [(sub, f) for f in files]
-    warm_references(reg_convention)
     jobs = jobs or os.cpu_count() or 1
     if progress is not None:
         progress.reset(total=len(work))

@@ -143,7 +143,8 @@ def run_file(where, job, name=None, kind=None, limits=None):
 def _spawn(where, name, kind, job, out_dir, limits, skip, cwd, log):
     """Start the child; its progress pipe's descriptor number is its last argument."""
     read_fd, write_fd = os.pipe()
-    env = {**os.environ, **ONE_THREAD, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **ONE_THREAD, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
+           "MPLBACKEND": "Agg"}  # a student's matplotlib import needs no display
     env.pop("PYTHONPATH", None)
     if where.endswith(".py"):
         where = str(Path(where).resolve())  # the child runs in the student's folder
