@@ -19,7 +19,8 @@ checkpoints (last.ckpt and the best), a CSV log and the plots of train/callbacks
 
 Checkpoints carry their run (train/runs.py). With ``--ckpt_path FILE`` and no ``--config``, the settings come from
 the checkpoint's run, ``version_N/config.yaml`` beside ``version_N/checkpoints/``, in place of configs/digits.yaml
-(a checkpoint without one: the model's hyperparameters saved in it); options on the command line still override
+(fit resumes with all of it; validate/test/predict take its model and data, and keep their own Trainer settings;
+a checkpoint without one: the model's hyperparameters saved in it); options on the command line still override
 them. validate/test/predict without ``--ckpt_path`` (or with ``last``) take the newest run's last.ckpt and say so;
 with no run at all they stop with one error line, never evaluating an untrained net. A file that is not a
 TwoLayerNetModule checkpoint, or one whose W1/W2 shapes differ from the model the command builds, stops with one
@@ -58,6 +59,7 @@ import sys
 from pathlib import Path
 
 import torch
+import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -65,7 +67,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 import train.data  # noqa: F401  (registers DigitsDataModule, SpiralDataModule for --data SHORT_NAME)
 import train.image_data  # noqa: F401  (registers CIFAR10DataModule, ImageFolderDataModule for --data)
 from train.callbacks import PredictionsCSV, TrainingPlots
-from train.checkpoint_io import AtomicCheckpointIO, LastCheckpoint
+from train.checkpoint_io import AtomicCheckpointIO, LastCheckpoint, unreadable_message
 from train.data import ArrayDataModule
 from train.divergence import DivergenceGuard, TrainingDiverged
 from train.module import TwoLayerNetModule
@@ -265,7 +267,10 @@ class TwoLayerCLI(LightningCLI):
                              "(python -m train fit writes one)")
         skipped = []
         for path in candidates:
-            found = param_shapes(read_checkpoint(path)["state_dict"])
+            try:
+                found = param_shapes(read_checkpoint(path)["state_dict"])
+            except ValueError as err:  # a torn file: name it and the intact checkpoints beside it
+                raise ValueError(unreadable_message(path, err.__cause__ or err)) from err
             if found == shapes:
                 passed = f"; passed over newer runs of other shapes: {', '.join(skipped)}" if skipped else ""
                 verb = "resuming from" if self.subcommand == "fit" else "using"
@@ -336,12 +341,21 @@ def checkpoint_model_args(ckpt):
     return ["--model", json.dumps(hparams)] if hparams else []
 
 
+def run_model_data_args(run_config):
+    """``--model JSON --data JSON`` from a run's config.yaml: what validate/test/predict take from the run (its
+    Trainer settings, such as devices, strategy or precision, stay the command's own)."""
+    with open(run_config) as f:
+        config = yaml.safe_load(f) or {}
+    return [arg for key in ("model", "data") if config.get(key) for arg in (f"--{key}", json.dumps(config[key]))]
+
+
 def with_run_config(argv):
     """argv completed with the settings it runs with (see the module docstring):
 
     - validate/test/predict without --config and with no or a ``last`` --ckpt_path: the newest run's last.ckpt;
-    - an explicit checkpoint and no --config: its run's config.yaml (else its saved model hyperparameters) in place
-      of configs/digits.yaml, before the command line's own options;
+    - an explicit checkpoint and no --config: its run's config.yaml (fit: all of it; validate/test/predict: its
+      model and data) or else its saved model hyperparameters, in place of configs/digits.yaml, before the command
+      line's own options;
     - otherwise configs/digits.yaml when neither --config nor --data is given (a --data choice starts from the
       class defaults, so digits' values never leak into another data set);
     - predict: no logger (its one output, predictions.csv, goes into the checkpoint's run).
@@ -365,9 +379,10 @@ def with_run_config(argv):
         checkpoint = read_checkpoint(ckpt)
         run_config = run_config_of(ckpt)
         if not config_given and run_config is not None:
-            print(f"{subcommand}: the settings of {os.path.relpath(run_config)} (the checkpoint's run); options on "
+            what = "the settings" if subcommand == "fit" else "the model and data settings"
+            print(f"{subcommand}: {what} of {os.path.relpath(run_config)} (the checkpoint's run); options on "
                   "the command line override them", file=sys.stderr)
-            prefix = ["--config", str(run_config)]
+            prefix = ["--config", str(run_config)] if subcommand == "fit" else run_model_data_args(run_config)
         elif not config_given:
             prefix = [*default_config(data_given), *checkpoint_model_args(checkpoint)]
     elif not config_given:
