@@ -302,6 +302,21 @@ def test_bad_behaviour_is_reported(checked, file, message):
     assert message in text
 
 
+@pytest.mark.parametrize("file,message", [
+    ("numpy_removed_name.py", "np.float at numpy_removed_name.py:6 was removed from NumPy; use float or np.float64"),
+    ("needs_missing_module.py", "needs the module 'no_such_module_for_verify_tests' at needs_missing_module.py:3, "
+                                "which is not installed: pip install no_such_module_for_verify_tests"),
+])
+def test_outside_the_maths_is_an_error(checked, file, message):
+    result = next(r for (f, _), r in checked.items() if f == file)
+    assert result.status == "ERROR" and result.message.startswith(message)
+
+
+def test_lingering_thread_does_not_hold_the_check(checked):
+    result = checked[("lingering_thread.py", "softmax_loss_vectorized")]
+    assert result.status == "PASS" and result.seconds < 30
+
+
 def test_mutating_target_cannot_corrupt_the_comparison(checked):
     result = checked[("softmax_mutates.py", "softmax_loss_vectorized")]
     assert all(r.passed for r in result.rows if r.quantity in ("loss", "dW"))  # it was given copies

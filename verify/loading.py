@@ -13,6 +13,7 @@ Runs in the child process (no torch).
 """
 import importlib
 import importlib.util
+import re
 import sys
 import traceback
 import types
@@ -35,14 +36,6 @@ NUMPY_REMOVED = {"float": "float or np.float64", "int": "int or np.int64", "bool
                  "product": "np.prod", "cumproduct": "np.cumprod", "alltrue": "np.all", "sometrue": "np.any",
                  "asfarray": "np.asarray(x, dtype=float)", "string_": "np.bytes_", "unicode_": "np.str_",
                  "mat": "np.asmatrix", "trapz": "np.trapezoid", "in1d": "np.isin", "row_stack": "np.vstack"}
-
-
-class LoadError(Exception):
-    """The file cannot be imported; ``status`` is ERROR (outside the maths) or FAIL (it exited or crashed)."""
-
-    def __init__(self, status, line):
-        super().__init__(line)
-        self.status, self.line = status, line
 
 
 def assignment_root(path):
@@ -157,6 +150,9 @@ def explain(exc, root):
                          f"{PYTHON2_NAMES[exc.name]}")
     if isinstance(exc, AttributeError):
         name, obj = getattr(exc, "name", None), getattr(exc, "obj", None)
+        numpy_name = re.match(r"module 'numpy' has no attribute '(\w+)'", str(exc))
+        if numpy_name:  # NumPy's module __getattr__ sets neither name nor obj
+            name, obj = numpy_name.group(1), sys.modules.get("numpy")
         if getattr(obj, "__name__", None) == "numpy" and name in NUMPY_REMOVED:
             return "ERROR", f"np.{name}{_at(place)} was removed from NumPy; use {NUMPY_REMOVED[name]}"
         if name in PYTHON2_NAMES and isinstance(obj, dict):

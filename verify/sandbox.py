@@ -31,7 +31,8 @@ from verify.loading import assignment_root
 
 PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
 SHOWN_OUTPUT_LINES = 20
-CHILD_CODE = f"import sys; sys.path[0] = {PROJECT_ROOT!r}; from verify._child import main; main()"
+CHILD_CODE = (f"import os, sys; sys.path[0] = {PROJECT_ROOT!r}; from verify._child import main; main(); "
+              "sys.stdout.flush(); sys.stderr.flush(); os._exit(0)")  # skip the student's atexit and threads
 ONE_THREAD = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
@@ -105,6 +106,8 @@ def run_file(where, job, name=None, kind=None, limits=None):
                     if event.get("event") == "timeout":
                         timed_out = True
                         break
+                    if event["event"] == "finished":
+                        break
                     if event["event"] == "load_error":
                         report.load_error = (event["status"], event["message"])
                     elif event["event"] == "loaded":
@@ -115,8 +118,11 @@ def run_file(where, job, name=None, kind=None, limits=None):
                         report.results[event["name"]] = _read_result(out_dir / f"{event['name']}.npz")
                         skip.add(event["name"])
                         current = None
-                if timed_out:
-                    os.killpg(proc.pid, signal.SIGKILL)
+                if proc.poll() is None:  # timed out, or finished: the group goes, with what the code started
+                    try:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
                 rc = proc.wait()
                 os.close(read_fd)
             lines, head = _count_output(log_path, SHOWN_OUTPUT_LINES)
