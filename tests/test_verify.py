@@ -312,6 +312,11 @@ def test_outside_the_maths_is_an_error(checked, file, message):
     assert result.status == "ERROR" and result.message.startswith(message)
 
 
+def test_row_shift_of_the_scores_in_place_is_a_note(checked):
+    result = checked[("softmax_loss_inplace_shift.py", "softmax_loss")]
+    assert result.status == "PASS" and "shifts each row of its input x in place" in result.notes[0]
+
+
 def test_lingering_thread_does_not_hold_the_check(checked):
     result = checked[("lingering_thread.py", "softmax_loss_vectorized")]
     assert result.status == "PASS" and result.seconds < 30

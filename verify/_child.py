@@ -186,7 +186,7 @@ class Runner:
         changed = _changed(["x", "y"], [x, y], a)
         shift = _np(x) - a["x"]  # (N, C)
         if changed == ["x"] and np.allclose(shift, shift[:, :1], rtol=0, atol=1e-9 * (1 + np.abs(a["x"]).max())):
-            changed = ["x (a shift of each row, e.g. x -= max: the loss does not change)"]
+            changed = ["x (row shift)"]
         return {"loss": as_array(loss, "loss"), "dx": as_array(dx, "dx")}, changed
 
     # ---- the target's own loss, for finite differences ----
