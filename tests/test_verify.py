@@ -202,6 +202,13 @@ def test_new_mistakes_get_their_hint(checked, file, quantity, hint):
     assert any(hint in h for h in hints.get(quantity, [])), hints
 
 
+@pytest.mark.parametrize("file", ["softmax_no_max.py", "twolayer_no_max.py"])
+def test_nan_never_passes_either_question(checked, file):
+    name = "TwoLayerNet" if file.startswith("twolayer") else "softmax_loss_vectorized"
+    large = [r for r in checked[(file, name)].rows if r.case == "large logits" and r.quantity != "scores"]
+    assert {r.check for r in large} == {"course", "own"} and not any(r.passed for r in large)
+
+
 def test_headline_is_the_simplest_failing_case(checked):
     result = checked[("softmax_reg_no_factor.py", "softmax_loss_vectorized")]
     assert result.headline.startswith("loss wrong in case 'random'")  # reg = 0, the first case

@@ -180,10 +180,12 @@ def _own_rows(kind, case, out, arrays, i):
         g = out.get(q)
         if fd is None or g is None or g.size != case.arrays[p].size:
             continue
-        gv = dirs.reshape(len(dirs), -1) @ g.reshape(-1)  # (k,)  <g, v> per direction
         with np.errstate(invalid="ignore", over="ignore"):
+            gv = dirs.reshape(len(dirs), -1) @ g.reshape(-1)  # (k,)  <g, v> per direction
             scale = max(float(np.linalg.norm(g)), float(np.max(np.abs(fd))))
             err = float(np.max(np.abs(fd - gv))) / scale if scale > 0 else 0.0
+        if not (np.all(np.isfinite(fd)) and np.all(np.isfinite(g))):
+            err = NAN  # inf/NaN never passes
         note = ""
         if np.isfinite(err) and err > OWN_RTOL and np.max(np.abs(fd)) <= 1e-9 * max(1.0, scale):
             note = f"{q} is nonzero, but the loss does not change with {p}"
