@@ -247,7 +247,7 @@ def blocks_from(start, num_batches=7, K=3):
     sampler = WithReplacementBatches(torch.zeros(num_batches, 1), torch.zeros(num_batches, dtype=torch.int64), 1,
                                      seed=0, block_size=K)
     sampler.load_state_dict({"epoch": 0, "next_batch": start, "seed": 0})
-    return [(b["first"], b["count"]) for b in sampler]
+    return [(b.first, b.count) for b in sampler]
 
 
 def test_a_resume_inside_a_block_runs_its_rest_with_the_next_block():
