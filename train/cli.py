@@ -442,9 +442,9 @@ def build_cli(argv, started=None):
     config_given = any(a in ("--config", "-c", "--data") or a.startswith(("--config=", "-c=", "--data="))
                        for a in args)
     parser_kwargs = {"prog": "python -m train"}
-    if wants_help and not config_given and DEFAULT_CONFIG.is_file():
-        # the defaults a bare fit uses are configs/digits.yaml's: show those in --help
-        parser_kwargs.update({sub: {"default_config_files": [str(DEFAULT_CONFIG)]} for sub in SUBCOMMANDS})
+    if wants_help and args[:1] == ["fit"] and not config_given and DEFAULT_CONFIG.is_file():
+        # the defaults a bare fit uses are configs/digits.yaml's: show those in its --help
+        parser_kwargs["fit"] = {"default_config_files": [str(DEFAULT_CONFIG)]}
     return TwoLayerCLI(
         TwoLayerNetModule,
         ArrayDataModule,
