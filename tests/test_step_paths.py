@@ -7,6 +7,7 @@ written out (torch.optim.SGD's momentum form, v = momentum v + dW, W -= lr v). T
     fused        torch_impl/fused_step.py's fused_sgd_step (no autograd, the update inside the GEMMs)
     graph body   torch_impl/cuda_graph.py's captured body: replayed eagerly on the CPU (tests/cpu_replay.py),
                  captured for real on a GPU
+    batched      torch_impl/batched.py's BatchedTwoLayerNets.step: the net as net 0 of two (the sweep's step)
 
 Each is a "stepper": made from the params and momentum buffers (dicts of tensors, updated in place) and the
 settings, then called once per batch, returning the loss before the update. One step over random shapes and values
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 
 from tests.cpu_replay import CPUReplayedSGDSteps
 from tests.helpers import DEVICES, FLOAT32_TOL, FLOAT64_TOL, assert_close_report, two_layer_case
+from torch_impl.batched import BatchedTwoLayerNets
 from torch_impl.cuda_graph import GraphedSGDSteps
 from torch_impl.fused_step import fused_sgd_step
 from torch_impl.neural_net import PARAM_NAMES, TwoLayerLoss, two_layer_loss
@@ -78,7 +80,28 @@ def graph_body_stepper(params, buffers, reg, lr, momentum):
     return step
 
 
-STEPPERS = {"front door": front_door_stepper, "fused": fused_stepper, "graph body": graph_body_stepper}
+def batched_stepper(params, buffers, reg, lr, momentum):
+    """Net 0 of a BatchedTwoLayerNets (torch_impl/batched.py) beside a wider net with other settings, so the
+    padding and the per-net factors are in play; net 0's params and buffers are copied back after each step."""
+    g = torch.Generator().manual_seed(0)
+    (D, H), C = params["W1"].shape, params["W2"].shape[1]
+    shapes = {"W1": (D, H + 3), "b1": (H + 3,), "W2": (H + 3, C), "b2": (C,)}
+    other = {k: torch.randn(*s, generator=g, dtype=params[k].dtype).to(params[k].device) for k, s in shapes.items()}
+    nets = BatchedTwoLayerNets.stack([params, other], reg=[reg, 0.5 * reg], momentum=[momentum, 0.5],
+                                     buffers=[buffers, {k: torch.zeros_like(v) for k, v in other.items()}])
+
+    def step(X, y):
+        loss = nets.step(X, y, torch.tensor([lr, 0.1], dtype=X.dtype, device=X.device))[0]
+        for state, net0 in ((params, nets.unstack()[0]), (buffers, nets.unstack(buffers=True)[0])):
+            for k in PARAM_NAMES:
+                state[k].copy_(net0[k])
+        return loss
+
+    return step
+
+
+STEPPERS = {"front door": front_door_stepper, "fused": fused_stepper, "graph body": graph_body_stepper,
+            "batched": batched_stepper}
 
 
 def assert_same_state(what, got, want, tol):

@@ -64,46 +64,42 @@ class BatchedTwoLayerNets:
         self.ids = list(range(len(self.hidden_sizes))) if ids is None else list(ids)
 
     @classmethod
-    def stack(cls, params, reg, momentum=0.0):
+    def stack(cls, params, reg, momentum=0.0, buffers=None):
         """params: M dicts {W1 (D, H_m), b1 (H_m,), W2 (H_m, C), b2 (C,)} of one dtype on one device (copied);
-        reg, momentum: a number or M numbers (reg >= 0, 0 <= momentum < 1). Momentum buffers start at zero."""
+        reg, momentum: a number or M numbers (reg >= 0, 0 <= momentum < 1); buffers: M dicts shaped like params,
+        the momentum buffers to start from (torch.optim.SGD's state; default zeros, SGD's first step)."""
         params = list(params)
         if not params:
             raise ValueError("params: got no nets; expected at least one {W1, b1, W2, b2} dict")
         first = params[0]["W1"]
         (D, _), C = first.shape, params[0]["W2"].shape[1]
-        for m, p in enumerate(params):
-            H = p["W1"].shape[1] if p["W1"].dim() == 2 else -1
-            want = {"W1": (D, H), "b1": (H,), "W2": (H, C), "b2": (C,)}
-            for k in NAMES:
-                t = p[k]
-                if tuple(t.shape) != want[k] or H < 1:
-                    raise ValueError(f"params[{m}]['{k}']: got shape {tuple(t.shape)}; expected {want[k]} "
-                                     f"(D={D}, C={C} as net 0, H={H})")
-                if t.dtype != first.dtype or t.device != first.device or not t.is_floating_point():
-                    raise ValueError(f"params[{m}]['{k}']: got {t.dtype} on {t.device}; expected one floating "
-                                     f"dtype and device for all nets ({first.dtype} on {first.device})")
+        buffers = None if buffers is None else list(buffers)
+        for name, dicts in (("params", params), ("buffers", buffers or [])):
+            if name == "buffers" and buffers is not None and len(dicts) != len(params):
+                raise ValueError(f"buffers: got {len(dicts)} dicts; expected {len(params)}, one per net")
+            for m, p in enumerate(dicts):
+                H = params[m]["W1"].shape[1] if params[m]["W1"].dim() == 2 else -1
+                want = {"W1": (D, H), "b1": (H,), "W2": (H, C), "b2": (C,)}
+                for k in NAMES:
+                    t = p[k]
+                    if tuple(t.shape) != want[k] or H < 1:
+                        raise ValueError(f"{name}[{m}]['{k}']: got shape {tuple(t.shape)}; expected {want[k]} "
+                                         f"(D={D}, C={C} as net 0, H={H})")
+                    if t.dtype != first.dtype or t.device != first.device or not t.is_floating_point():
+                        raise ValueError(f"{name}[{m}]['{k}']: got {t.dtype} on {t.device}; expected one floating "
+                                         f"dtype and device for all nets ({first.dtype} on {first.device})")
         M = len(params)
         hidden = [p["W1"].shape[1] for p in params]
-        Hmax, kw = max(hidden), {"dtype": first.dtype, "device": first.device}
-        W1 = torch.zeros(D, M, Hmax, **kw)  # (D, M, Hmax)
-        b1 = torch.zeros(M, Hmax, **kw)
-        W2 = torch.zeros(M, Hmax, C, **kw)
-        b2 = torch.zeros(M, C, **kw)
-        for m, (p, H) in enumerate(zip(params, hidden)):
-            W1[:, m, :H] = p["W1"]
-            b1[m, :H] = p["b1"]
-            W2[m, :H] = p["W2"]
-            b2[m] = p["b2"]
-        reg = _per_net("reg", reg, M, **kw)
-        momentum = _per_net("momentum", momentum, M, **kw)
+        reg = _per_net("reg", reg, M, first.dtype, first.device)
+        momentum = _per_net("momentum", momentum, M, first.dtype, first.device)
         if not bool((reg >= 0).all()):
             raise ValueError(f"reg: got {reg.tolist()}; expected numbers >= 0")
         if not bool(((momentum >= 0) & (momentum < 1)).all()):
             raise ValueError(f"momentum: got {momentum.tolist()}; expected numbers in [0, 1)")
-        nets = cls(W1.view(D, M * Hmax), b1.view(M * Hmax), W2, b2, hidden, reg, momentum)
-        if bool((momentum > 0).any()):
-            nets.buffers = [torch.zeros_like(t) for t in (nets.W1, nets.b1, nets.W2, nets.b2)]
+        nets = cls(*_pack(params, hidden), hidden, reg, momentum)
+        if buffers is not None or bool((momentum > 0).any()):
+            nets.buffers = list(_pack(buffers, hidden)) if buffers is not None else [
+                torch.zeros_like(t) for t in (nets.W1, nets.b1, nets.W2, nets.b2)]
         return nets
 
     @property
@@ -258,12 +254,33 @@ class BatchedTwoLayerNets:
         self.reg, self.momentum = self.reg.index_select(0, at), self.momentum.index_select(0, at)
         self.hidden_sizes, self.ids = hidden, [self.ids[m] for m in rows]
 
-    def unstack(self):
-        """[{W1 (D, H_m), b1 (H_m,), W2 (H_m, C), b2 (C,)}] of the nets still in, copies without the padding."""
-        D, M, Hmax = self.W1.shape[0], self.num_nets, self.hidden_max
-        W1v, b1v = self.W1.view(D, M, Hmax), self.b1.view(M, Hmax)
-        return [{"W1": W1v[:, m, :H].clone(), "b1": b1v[m, :H].clone(), "W2": self.W2[m, :H].clone(),
-                 "b2": self.b2[m].clone()} for m, H in enumerate(self.hidden_sizes)]
+    def unstack(self, buffers=False):
+        """[{W1 (D, H_m), b1 (H_m,), W2 (H_m, C), b2 (C,)}] of the nets still in, copies without the padding;
+        ``buffers=True``: their momentum buffers instead (zeros when no net has momentum)."""
+        tensors = (self.W1, self.b1, self.W2, self.b2)
+        if buffers:
+            tensors = self.buffers or [torch.zeros_like(t) for t in tensors]
+        W1, b1, W2, b2 = tensors
+        D, M, Hmax = W1.shape[0], self.num_nets, self.hidden_max
+        W1v, b1v = W1.view(D, M, Hmax), b1.view(M, Hmax)
+        return [{"W1": W1v[:, m, :H].clone(), "b1": b1v[m, :H].clone(), "W2": W2[m, :H].clone(),
+                 "b2": b2[m].clone()} for m, H in enumerate(self.hidden_sizes)]
+
+
+def _pack(dicts, hidden):
+    """M dicts {W1 (D, H_m), b1, W2 (H_m, C), b2} -> the padded layout: W1 (D, M Hmax), b1 (M Hmax,),
+    W2 (M, Hmax, C), b2 (M, C), zeros in the padding."""
+    M, Hmax, first = len(dicts), max(hidden), dicts[0]
+    (D, _), C = first["W1"].shape, first["W2"].shape[1]
+    kw = {"dtype": first["W1"].dtype, "device": first["W1"].device}
+    W1, b1 = torch.zeros(D, M, Hmax, **kw), torch.zeros(M, Hmax, **kw)
+    W2, b2 = torch.zeros(M, Hmax, C, **kw), torch.zeros(M, C, **kw)
+    for m, (p, H) in enumerate(zip(dicts, hidden)):
+        W1[:, m, :H] = p["W1"]
+        b1[m, :H] = p["b1"]
+        W2[m, :H] = p["W2"]
+        b2[m] = p["b2"]
+    return W1.view(D, M * Hmax), b1.view(M * Hmax), W2, b2
 
 
 def stacked_loss(X, y, W1, b1, W2, b2, reg):
