@@ -161,7 +161,7 @@ BROKEN = [
     ("twolayer_wrong_sign.py", "TwoLayerNet", {"W1", "b1", "W2", "b2"}, "wrong sign"),
     ("twolayer_not_averaged_twice.py", "TwoLayerNet", {"loss", "W1", "b1", "W2", "b2"}, "N"),
     ("twolayer_bias_mean.py", "TwoLayerNet", {"b1"}, "averaged over the batch (mean)"),
-    ("twolayer_bias_keepdims.py", "TwoLayerNet", {"b2"}, "drop keepdims=True"),
+    ("twolayer_bias_keepdims.py", "TwoLayerNet", {"b2"}, "extra leading axis of length 1 (keepdims=True"),
     ("twolayer_bias_regularized.py", "TwoLayerNet", {"loss", "b1", "b2"}, "regularizes the weights only"),
     ("twolayer_no_b1_forward.py", "TwoLayerNet", {"scores", "loss", "W1", "b1", "W2", "b2"}, ""),
     ("twolayer_linear.py", "TwoLayerNet", {"scores", "loss", "W1", "b1", "W2", "b2"}, ""),

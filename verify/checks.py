@@ -141,7 +141,8 @@ def _fit_shape(q, got, want, N, shape_notes):
     note = f"{q} has shape {got.shape}, expected {want.shape}"
     if got.ndim == want.ndim + 1 and got.shape[1:] == want.shape and got.shape[0] in (1, N):
         if got.shape[0] == 1 and N > 1:
-            shape_notes.setdefault(q, set()).add(f"{q} has an extra leading axis of length 1: drop keepdims=True")
+            shape_notes.setdefault(q, set()).add(f"{q} has an extra leading axis of length 1 (keepdims=True, or a "
+                                                 f"(1, N) product?): return shape {want.shape}")
         elif N > 1:  # with N = 1 both readings fit; the other cases decide
             shape_notes.setdefault(q, set()).add(
                 "bias gradient not summed over the batch: sum the rows of the upstream gradient (axis 0)")
