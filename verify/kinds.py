@@ -81,7 +81,7 @@ def parameter_names(obj):
     """The names of obj's parameters (a class: its __init__'s, without self); None when it has no signature."""
     try:
         sig = inspect.signature(obj)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError):  # None, or a builtin without a signature
         return None
     return [p.name for p in sig.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
@@ -111,10 +111,8 @@ def _net_kind(cls):
         return "fc_net"
     if {"input_size", "hidden_size"} <= set(names) or "std" in names:
         return "two_layer"
-    if binds(cls, 1, 2, 3):
-        loss_names = parameter_names(getattr(cls, "loss", None)) or []
-        return "two_layer" if "reg" in loss_names or binds(cls, 1, 2, 3, 4) and not binds(cls, 1, 2, 3, 4, 5) \
-            else "fc_net"
+    if binds(cls, 1, 2, 3):  # other names: a loss that takes reg is the 2016-2019 API
+        return "two_layer" if "reg" in (parameter_names(getattr(cls, "loss", None)) or []) else "fc_net"
     return None
 
 

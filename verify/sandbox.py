@@ -3,7 +3,7 @@
     report = run_file("hw/cs231n/classifiers/softmax.py", job, limits=Limits(timeout=60, max_memory=4 * 2**30))
     report.load_error           # (status, line) when the file cannot be imported, else None
     report.targets              # [(name, kind, unsupported line or None)]
-    report.results[name]        # ("done", {"meta": ..., arrays}) or ("died", "time limit: ...")
+    report.results[name]        # ("done", meta, arrays) or ("died", "time limit: ...")
 
 Each child (verify/_child.py) imports NumPy and the student's code only. Limits: a wall-clock limit per target
 (from the moment it starts; the import has its own), an address-space cap (RLIMIT_AS), a cap on the size of any
