@@ -42,7 +42,8 @@ def test_epoch_schedule_decays_after_every_ceil_n_over_b_steps(num_train, batch_
 
 def test_fit_decays_lr_per_epoch_and_logs_metrics():
     dm = BlobsDataModule(n=90, batch_size=20)  # 5 steps per epoch
-    model = TwoLayerNetModule(input_size=6, num_classes=3, hidden_size=8, std=0.1, learning_rate=0.1, learning_rate_decay=0.5)
+    model = TwoLayerNetModule(input_size=6, num_classes=3, hidden_size=8, std=0.1, learning_rate=0.1,
+                              learning_rate_decay=0.5)
     trainer = quiet_trainer(max_epochs=3)
     trainer.fit(model, datamodule=dm)
     assert trainer.global_step == 15
@@ -59,7 +60,8 @@ def test_gradients_arrive_through_the_autograd_engine(grad_mode):
     """Each parameter's post-accumulate-grad hook fires once per step: .grad is filled by backward, which is
     what DDP's all-reduce and AMP's scaler hook into (an assignment to .grad would fire nothing)."""
     dm = BlobsDataModule(n=40, batch_size=20)
-    model = TwoLayerNetModule(input_size=6, num_classes=3, hidden_size=8, std=0.1, learning_rate=0.1, grad_mode=grad_mode)
+    model = TwoLayerNetModule(input_size=6, num_classes=3, hidden_size=8, std=0.1, learning_rate=0.1,
+                              grad_mode=grad_mode)
     fired = {name: 0 for name, _ in model.net.named_parameters()}
     for name, p in model.net.named_parameters():
         p.register_post_accumulate_grad_hook(lambda _p, name=name: fired.__setitem__(name, fired[name] + 1))
