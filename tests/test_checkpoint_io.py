@@ -187,7 +187,8 @@ def test_last_checkpoint_saves_when_a_step_block_crosses_a_multiple(monkeypatch,
     monkeypatch.setattr(LastCheckpoint, "_save_last_checkpoint", lambda self, trainer, _: saved.append(
         trainer.global_step))
     dm = BlobsDataModule()
-    model = TwoLayerNetModule(input_size=dm.input_size, num_classes=dm.num_classes, hidden_size=4, steps_per_call=steps_per_call)
+    model = TwoLayerNetModule(input_size=dm.input_size, num_classes=dm.num_classes, hidden_size=4,
+                              steps_per_call=steps_per_call)
     checkpoint = LastCheckpoint(dirpath=tmp_path, save_last=True, save_top_k=0, every_n_train_steps=4)
     trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, callbacks=[checkpoint],
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)

@@ -29,7 +29,8 @@ PARAMS = ("W1", "b1", "W2", "b2")
 def fit(precision, grad_mode, accelerator="cpu", steps=10, callbacks=()):
     """10 SGD steps on the digits; returns the module."""
     torch.set_num_threads(1)
-    model = TwoLayerNetModule(input_size=64, num_classes=10, hidden_size=32, std=0.01, learning_rate=0.2, reg=0.01, grad_mode=grad_mode)
+    model = TwoLayerNetModule(input_size=64, num_classes=10, hidden_size=32, std=0.01, learning_rate=0.2, reg=0.01,
+                              grad_mode=grad_mode)
     trainer = L.Trainer(max_steps=steps, accelerator=accelerator, devices=1, precision=precision, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         num_sanity_val_steps=0, limit_val_batches=0, callbacks=list(callbacks))
