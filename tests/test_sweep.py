@@ -92,6 +92,29 @@ def test_diverged_and_pruned_trials_leave_the_batch():
         torch.testing.assert_close(outcomes[0].params[k], alone.params[k])
 
 
+def test_graph_path_replayed_eagerly_on_cpu_equals_the_eager_path(monkeypatch):
+    """The sweep's CUDA path (one graph replay per epoch, divergence found in the epoch's loss table), with the
+    capture replaced by an eager replay of the same body on the CPU."""
+    from tests.test_batched import eager_capture
+    from torch_impl.batched import GraphedBatchedSteps
+
+    dm, splits = digits_splits(torch.float32)
+    base = {"learning_rate": 0.2, "reg": 1e-3, "hidden_size": 10, "momentum": 0.5, "learning_rate_decay": 0.9,
+            "max_epochs": 3}
+    trials = [base, {**base, "learning_rate": 1e6, "momentum": 0.9}, {**base, "hidden_size": 30, "max_epochs": 2}]
+    model = {"std": 1e-4, "init_seed": 0, "lr_schedule": "epoch"}
+    eager = sweep.train_together(trials, splits, model, dm.batch_size, dm.seed)
+    monkeypatch.setattr(GraphedBatchedSteps, "device_type", "cpu")
+    monkeypatch.setattr(GraphedBatchedSteps, "_capture", eager_capture)
+    graphed = sweep.train_together(trials, splits, model, dm.batch_size, dm.seed, graph=True)
+    assert [o.state for o in graphed] == [o.state for o in eager] == ["complete", "diverged", "complete"]
+    assert graphed[1].diverged_at_step == eager[1].diverged_at_step
+    for g, e in zip(graphed, eager):
+        assert g.val_accs == e.val_accs and g.epochs == e.epochs
+        for k in NAMES if e.params else ():
+            assert torch.equal(g.params[k], e.params[k]), k  # the same ops in the same order
+
+
 def read_trials_csv(path):
     with open(path) as f:
         return list(csv.DictReader(f))
@@ -139,14 +162,17 @@ def test_a_trial_left_running_by_a_killed_sweep_is_run_again(tmp_path, monkeypat
     assert any(t.params == params and t.state.name == "COMPLETE" for t in trials[1:])  # the retry
 
 
-def test_grid_sampler_runs_every_point_once(tmp_path):
+def test_grid_sampler_runs_every_point_once_under_the_median_pruner(tmp_path):
     grid = ["--sampler", "grid", "--space.learning_rate", "[0.1, 0.2]", "--space.reg", "[0.0001, 0.001]",
-            "--space.learning_rate_decay", "[0.95]", "--space.hidden_size", "[10]", "--space.momentum", "[0.0]"]
+            "--space.learning_rate_decay", "[0.95]", "--space.hidden_size", "[10]", "--space.momentum", "[0.0]",
+            "--nets_per_step", "1", "--pruner", "median", "--pruner_warmup_epochs", "0"]
     out = str(tmp_path / "logs")
     assert sweep.main([*TINY, *grid, "--n_trials", "10", "--output_dir", out]) == 0
     rows = read_trials_csv(tmp_path / "logs" / "digits" / "trials.csv")
     points = sorted((float(r["learning_rate"]), float(r["reg"])) for r in rows)
     assert points == [(0.1, 0.0001), (0.1, 0.001), (0.2, 0.0001), (0.2, 0.001)]
+    assert {r["state"] for r in rows} <= {"COMPLETE", "PRUNED"} and rows[0]["state"] == "COMPLETE"
+    assert all(r["epochs"] == ("2" if r["state"] == "COMPLETE" else "1") for r in rows)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -176,15 +202,17 @@ def test_unknown_key_is_a_usage_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_processes_share_one_storage_without_losing_or_repeating_a_trial(tmp_path):
-    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+@pytest.mark.parametrize("kind", ["sqlite", "journal file"])
+def test_two_processes_share_one_storage_without_losing_or_repeating_a_trial(tmp_path, kind):
+    storage = f"sqlite:///{tmp_path / 'shared.db'}" if kind == "sqlite" else str(tmp_path / "shared.journal")
     args = [*TINY, "--n_trials", "12", "--nets_per_step", "2", "--storage", storage, "--output_dir",
             str(tmp_path / "logs")]
     procs = [run_sweep_process(tmp_path, *args) for _ in range(2)]
     results = [p.communicate(timeout=600) for p in procs]
     for p, (out, err) in zip(procs, results):
         assert p.returncode == 0, f"{out}\n{err}"
-    trials = optuna.load_study(study_name="digits", storage=storage).trials
+    trials = optuna.load_study(study_name="digits", storage=sweep.make_storage(
+        sweep.parse_config(["--storage", storage]), tmp_path)).trials
     numbers = [t.number for t in trials]
     assert numbers == list(range(len(trials)))  # every trial once
     assert 12 <= len(trials) <= 13  # two asks racing for the last slot may add one (see train/sweep.py)

@@ -211,7 +211,7 @@ def train_together(trials, splits, model, batch_size, seed, on_epoch_end=None, g
         lrs = torch.tensor([[trials[i]["learning_rate"] * factors[i](first_step + b) for i in nets.ids]
                             for b in range(steps_per_epoch)], dtype=dtype, device=device)  # (steps, M)  lr of step n
         if graph:
-            if graphed is None or graphed.nets.num_nets != nets.num_nets:
+            if graphed is None:  # first epoch, or nets left: every tensor changed shape
                 graphed = GraphedBatchedSteps(nets, X, y)
             graphed.load_epoch(table, lrs)
             losses = graphed.run(0, steps_per_epoch)  # (steps, M)
@@ -249,7 +249,8 @@ def train_together(trials, splits, model, batch_size, seed, on_epoch_end=None, g
             final = nets.unstack()
             for m in [m for m, gone in enumerate(leaving) if gone]:
                 outcomes[nets.ids[m]].params = final[m]
-        nets.drop(torch.tensor(leaving))
+        if nets.drop(torch.tensor(leaving)):
+            graphed = None
         if nets.num_nets == 0:
             break
     return [outcomes[i] for i in range(len(trials))]
