@@ -215,8 +215,11 @@ def test_headline_is_the_simplest_failing_case(checked):
     assert "without the factor reg" in result.headline
 
 
-@pytest.mark.parametrize("file,name", [("twolayer_template.py", "TwoLayerNet"),
-                                       ("y2021/assignment1/cs231n/classifiers/softmax.py", "softmax_loss_naive")])
+@pytest.mark.parametrize("file,name", [("twolayer_template.py", "TwoLayerNet"), ("fc_net_template.py", "TwoLayerNet"),
+                                       ("y2021/assignment1/cs231n/classifiers/softmax.py", "softmax_loss_naive"),
+                                       *[("layers_template.py", n) for n in ("affine_forward", "affine_backward",
+                                                                             "relu_forward", "relu_backward",
+                                                                             "softmax_loss")]])
 def test_untouched_template_looks_unimplemented(checked, file, name):
     result = checked[(file, name)]
     assert result.status == "FAIL" and "looks unimplemented" in result.headline

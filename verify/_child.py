@@ -208,8 +208,10 @@ class Runner:
         names = ("x",) if k == "relu_backward" else ("x", "w", "b")
 
         def inner(v):  # <forward(x, w, b), dout>: its gradient is what backward returns
-            out = _pair(self._call(self.forward, *(self._in(v.get(n, a[n])) for n in names)), "")[0]
-            return float(np.sum(as_array(out, "out") * a["dout"]))
+            out = as_array(_pair(self._call(self.forward, *(self._in(v.get(n, a[n])) for n in names)), "")[0], "out")
+            if out is None or out.shape != a["dout"].shape:
+                raise BadCall("FAIL", f"{self.kind.forward} returned out of the wrong shape or None")
+            return float(np.sum(out * a["dout"]))
         return inner
 
     def finite_differences(self, case, grads):
