@@ -241,10 +241,12 @@ class TwoLayerCLI(LightningCLI):
             found = param_shapes(read_checkpoint(ckpt)["state_dict"])
             if found != shapes:
                 run_config = run_config_of(ckpt)
-                advice = f"--config {run_config}" if run_config else "--model and --data settings of its run"
+                advice = (f"pass its run's settings (--config {run_config}) or leave out the options that change "
+                          "D, H or C") if run_config else ("no config.yaml of its run lies beside it: pass the "
+                                                           f"--data it was trained on ({found['W1'][0]} features, "
+                                                           f"{found['W2'][1]} classes)")
                 raise ValueError(f"--ckpt_path: {ckpt} holds {shape_text(found)}, but this command builds "
-                                 f"{shape_text(shapes)} (data: {type(self.datamodule).__name__}); pass the run's "
-                                 f"settings ({advice}) or leave out the options that change D, H or C")
+                                 f"{shape_text(shapes)} (data: {type(self.datamodule).__name__}); {advice}")
 
     def _newest_of_shapes(self, shapes, asked):
         """The newest last*.ckpt (explicit checkpoint dirpaths, then the runs under the logger's root) holding
