@@ -192,6 +192,7 @@ def test_broken_homework_is_flagged(checked, file, name, quantities, hint):
     ("twolayer_no_max_no_div_n.py", "stability", "no max subtraction"),
     ("twolayer_no_max_no_div_n.py", "W1", "not divided by N"),  # the stability row hides no other hint
     ("twolayer_bias_regularized.py", "loss", "biases regularized in the loss"),
+    ("softmax_float32.py", "dW", "returned in low precision (dW, loss in float32 or less)"),
     ("softmax_loss_sum.py", "loss", "loss not averaged"),
     ("softmax_reg_no_factor.py", "loss", "without the factor reg"),
     ("softmax_loss_sum.py", "dW", "not the derivative of your own loss"),

@@ -40,10 +40,16 @@ def _is_tensor(x):
     return type(x).__module__.startswith("torch") and hasattr(x, "detach")
 
 
+LOW_PRECISION = ("float32", "float16", "bfloat16")
+LOW_PRECISION_SEEN = set()  # quantities returned in a low-precision dtype (reported, then compared in float64)
+
+
 def as_array(value, quantity):
     """A returned number/array/tensor as a float64 array; None stays None; anything else is a BadCall."""
     if value is None:
         return None
+    if str(getattr(value, "dtype", "")).split(".")[-1] in LOW_PRECISION:
+        LOW_PRECISION_SEEN.add(quantity)
     if _is_tensor(value):
         return value.detach().cpu().double().numpy()
     if isinstance(value, bool) or not isinstance(value, (int, float, np.number, np.ndarray)):
@@ -318,6 +324,8 @@ def run_target(name, kind, module, cases, root):
                 else:
                     raise
             entry["changed"] = changed
+            entry["low_precision"] = sorted(LOW_PRECISION_SEEN)
+            LOW_PRECISION_SEEN.clear()
             for q, v in outs.items():
                 if v is None:
                     entry["nones"].append(q)

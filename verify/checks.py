@@ -265,7 +265,15 @@ def judge(kind, meta, arrays, requested_convention="auto"):
     hints = diagnose(kind, cases, fitted, failed & set(KINDS[kind].quantities), convention or "full")
     for q, extra in shape_notes.items():
         hints[q] = sorted(extra) + hints.get(q, [])
-    _generic_hints(result.rows, hints, cases)
+    low = sorted({q for m in metas for q in m.get("low_precision", [])})
+    if low and not all(r.passed for r in result.rows):  # rounding explains small errors; say so first
+        for q in {r.quantity for r in result.rows if not r.passed}:
+            hints[q] = [f"returned in low precision ({', '.join(low)} in float32 or less): its rounding and "
+                        "the noise of finite differences of a float32 loss exceed the tolerances; compute in "
+                        "float64"] + hints.get(q, [])
+        hints.pop("stability", None)
+    else:
+        _generic_hints(result.rows, hints, cases)
     result.hints = hints
     if meta.get("scores_note"):
         result.notes.append(meta["scores_note"])
@@ -282,10 +290,11 @@ def _generic_hints(rows, hints, cases):
                 f"{r.quantity} is not the derivative of your own loss (centred finite differences disagree)")
         if r.case != LARGE and text not in hints.get(r.quantity, []):
             hints.setdefault(r.quantity, []).append(text)
-    failed_course = {}
+    failed_course, worst = {}, {}
     for r in rows:
         if not r.passed and r.check == "course" and r.quantity not in ("call", "inputs"):
             failed_course.setdefault(r.quantity, set()).add(r.case)
+            worst[r.quantity] = max(worst.get(r.quantity, 0.0), r.max_rel if r.max_rel == r.max_rel else np.inf)
     forward_wrong = any("forward pass" in h for q in ("scores", "loss") for h in hints.get(q, []))
     for q, where in failed_course.items():
         if hints.get(q):
@@ -298,6 +307,9 @@ def _generic_hints(rows, hints, cases):
                                           "from the max-shifted scores")
         elif forward_wrong and q not in ("scores", "loss"):
             hints[q] = ["follows from the wrong forward pass (see the scores or loss hint)"]
+        elif worst[q] < 1e-3:
+            hints[q] = [f"off by a small relative error ({worst[q]:.1e}): rounding, e.g. float32 arithmetic "
+                        "somewhere? (this check runs in float64)"]
         else:
             hints[q] = ["does not match any of the common mistakes this tool knows"]
 
