@@ -281,3 +281,25 @@ def test_bad_hyperparameters_and_batches_name_the_argument():
         nets.step(X, y, torch.ones(3, dtype=torch.float64))
     with pytest.raises(ValueError, match=r"mask: got shape \(3,\); expected \(2,\)"):
         nets.drop(torch.zeros(3, dtype=torch.bool))
+
+
+@pytest.mark.slow
+def test_bench_sweep_writes_its_rows(tmp_path):
+    """benchmarks/bench_sweep.py runs and writes {meta, rows} with the issue's row keys (no timing asserted)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "rows.json"
+    proc = subprocess.run([sys.executable, "benchmarks/bench_sweep.py", "--shapes", "digits", "--models", "1", "3",
+                           "--steps", "2", "--repeats", "2", "--threads", "1", "--json", str(out)],
+                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(out.read_text())
+    assert got["meta"]["device"] == "cpu" and got["meta"]["threads"] == 1 and "load_average_before" in got["meta"]
+    assert [(r["shape"], r["models"]) for r in got["rows"]] == [("digits", 1), ("digits", 3)]
+    for r in got["rows"]:
+        assert {"shape", "models", "sequential_ms_per_model_step", "batched_ms_per_model_step", "speedup"} <= set(r)
+        assert r["speedup"] == pytest.approx(r["sequential_ms_per_model_step"] / r["batched_ms_per_model_step"],
+                                             rel=1e-2, abs=0.006)  # speedup is rounded to 0.01

@@ -181,6 +181,7 @@ def test_grid_sampler_runs_every_point_once_under_the_median_pruner(tmp_path):
     (["--n_trials", "0"], "error: n_trials: got 0; expected an integer >= 1"),
     (["--space.hidden_size", "[0, 10]"], "error: space.hidden_size: got [0, 10]; expected integers >= 1"),
     (["--trainer", "{precision: 16-mixed}"], "error: trainer.precision: got '16-mixed'; expected 32-true or"),
+    (["--trainer", "{max_steps: 50}"], "error: trainer.max_steps: got 50; expected it unset"),
 ])
 def test_bad_settings_end_with_one_error_line(tmp_path, capsys, args, message):
     assert sweep.main([*TINY, *args, "--output_dir", str(tmp_path)]) == 2

@@ -150,6 +150,11 @@ def check_config(cfg):
     for name in ("hidden_size", "max_epochs"):
         if min(cfg.space[name]) < 1:
             raise ValueError(f"space.{name}: got {cfg.space[name]}; expected integers >= 1")
+    neutral = {"max_steps": (None, -1), "limit_train_batches": (None, 1.0), "accumulate_grad_batches": (None, 1)}
+    for key, unset in neutral.items():
+        if cfg.trainer.get(key) not in unset:
+            raise ValueError(f"trainer.{key}: got {cfg.trainer[key]!r}; expected it unset (a trial trains "
+                             "space.max_epochs whole epochs, as its fit in best.yaml does)")
     precision = str(cfg.trainer.get("precision", "32-true"))
     if precision not in PRECISION_DTYPES:
         raise ValueError(f"trainer.precision: got {precision!r}; expected 32-true or 64-true (the sweep trains "
