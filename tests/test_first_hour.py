@@ -67,6 +67,11 @@ def test_a_spiral_checkpoint_is_tested_with_its_own_settings(spiral_run, monkeyp
     err = capsys.readouterr().err
     assert "version_0/config.yaml (the checkpoint's run)" in err, err
     assert not error_lines(err), err
+    lone = cwd / "copied_away.ckpt"  # the checkpoint alone, without its run folder: the settings saved in it
+    lone.write_bytes(ckpt.read_bytes())
+    assert run_cli(["test", "--ckpt_path", str(lone)]) == 0
+    err = capsys.readouterr().err
+    assert f"the model and data settings saved in {lone}" in err and not error_lines(err), err
     # the command line still overrides the run's settings: a changed H no longer fits, in one line
     assert run_cli(["test", "--ckpt_path", str(ckpt), "--model.hidden_size", "7"]) == 2
     lines = error_lines(capsys.readouterr().err)

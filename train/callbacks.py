@@ -1,4 +1,5 @@
-"""Callbacks of ``python -m train``: TrainingPlots writes fit's PNGs, PredictionsCSV predict's classes.
+"""Callbacks of ``python -m train``: TrainingPlots writes fit's PNGs, PredictionsCSV predict's classes, RunSettings
+puts the run's model and data settings into its checkpoints.
 
 At the end of fit (rank 0 only), into ``trainer.logger.log_dir`` (e.g. lightning_logs/version_0/):
 
@@ -148,6 +149,18 @@ def plot_decision_regions(pl_module, X, y, path, steps=200):
     ax.scatter(X[:, 0].numpy(), X[:, 1].numpy(), c=y.numpy(), s=15, cmap="Spectral", edgecolors="k", lw=0.3)
     ax.set_title("Decision regions (train points)")
     fig.savefig(path, dpi=100, bbox_inches="tight")
+
+
+class RunSettings(L.Callback):
+    """Writes the run's model and data settings into every checkpoint it saves, as ``checkpoint["run_settings"]``
+    = {"model": {...}, "data": {"class_path": ..., "init_args": {...}}} (plain values: weights_only loads them), so a
+    checkpoint copied away from its run folder still carries them (train/runs.py, train/cli.py)."""
+
+    def __init__(self, settings):
+        self.settings = settings
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        checkpoint["run_settings"] = self.settings
 
 
 class PredictionsCSV(BasePredictionWriter):

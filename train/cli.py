@@ -20,12 +20,12 @@ checkpoints (last.ckpt and the best), a CSV log and the plots of train/callbacks
 Checkpoints carry their run (train/runs.py). With ``--ckpt_path FILE`` and no ``--config``, the settings come from
 the checkpoint's run, ``version_N/config.yaml`` beside ``version_N/checkpoints/``, in place of configs/digits.yaml
 (fit resumes with all of it; validate/test/predict take its model and data, and keep their own Trainer settings;
-a checkpoint without one: the model's hyperparameters saved in it); options on the command line still override
-them. validate/test/predict without ``--ckpt_path`` (or with ``last``) take the newest run's last.ckpt and say so;
-with no run at all they stop with one error line, never evaluating an untrained net. A file that is not a
-TwoLayerNetModule checkpoint, or one whose W1/W2 shapes differ from the model the command builds, stops with one
-``error:`` line. predict writes predictions.csv into the checkpoint's run folder and logs nothing else; a run that
-fails before writing anything but its config leaves no version folder behind.
+a checkpoint without one: the model and data settings saved in it by RunSettings); options on the command line
+still override them. validate/test/predict without ``--ckpt_path`` (or with ``last``) take the newest run's
+last.ckpt and say so; with no run at all they stop with one error line, never evaluating an untrained net. A file
+that is not a TwoLayerNetModule checkpoint, or one whose W1/W2 shapes differ from the model the command builds,
+stops with one ``error:`` line. predict writes predictions.csv into the checkpoint's run folder and logs nothing
+else; a run that fails before writing anything but its config leaves no version folder behind.
 
 Speed default: ``--model.steps_per_call 16`` runs 16 SGD steps per Lightning training_step (one step block; a
 block never spans two epochs), so trainer.global_step and max_steps count SGD steps while log_every_n_steps,
@@ -66,7 +66,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 import train.data  # noqa: F401  (registers DigitsDataModule, SpiralDataModule for --data SHORT_NAME)
 import train.image_data  # noqa: F401  (registers CIFAR10DataModule, ImageFolderDataModule for --data)
-from train.callbacks import PredictionsCSV, TrainingPlots
+from train.callbacks import PredictionsCSV, RunSettings, TrainingPlots
 from train.checkpoint_io import AtomicCheckpointIO, LastCheckpoint, unreadable_message
 from train.data import ArrayDataModule
 from train.divergence import DivergenceGuard, TrainingDiverged
@@ -216,11 +216,25 @@ class TwoLayerCLI(LightningCLI):
                              "bf16-mixed, 32-true or 64-true (--trainer.precision), or 16-mixed on a CUDA GPU")
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        if self.subcommand == "fit":
+            trainer.callbacks.append(RunSettings(self.run_settings()))
         bar = trainer.progress_bar_callback
         if type(bar) is TQDMProgressBar and bar.refresh_rate == 1 and not any(c is bar for c in configured):
             # Lightning's own default bar (refresh_rate 1): the same bar, redrawn less often
             trainer.callbacks[trainer.callbacks.index(bar)] = TQDMProgressBar(refresh_rate=PROGRESS_BAR_REFRESH_RATE)
         return trainer
+
+    def run_settings(self):
+        """{"model": ..., "data": ...} of this run as plain values (the data-linked sizes left out)."""
+        config = self.config[self.subcommand]
+        settings = {}
+        for key in ("model", "data"):
+            value = config.get(key)
+            value = value.as_dict() if hasattr(value, "as_dict") else value
+            if isinstance(value, dict):
+                value = {k: v for k, v in value.items() if k not in ("input_size", "num_classes") or key == "data"}
+            settings[key] = json.loads(json.dumps(value, default=str))
+        return settings
 
     def _parse_ckpt_path(self):
         """Nothing: with_run_config has put the checkpoint's settings before the command line already.
@@ -336,8 +350,12 @@ def with_option(args, name, value):
     return [*out, name, value]
 
 
-def checkpoint_model_args(ckpt):
-    """``--model JSON`` from a checkpoint's saved hyperparameters (the data-linked sizes left out), or []."""
+def checkpoint_settings_args(ckpt):
+    """``--model JSON [--data JSON]`` from a checkpoint alone: the run settings RunSettings saved in it, else the
+    model's saved hyperparameters (the data-linked sizes left out); [] when it has neither."""
+    settings = ckpt.get("run_settings") or {}
+    if settings.get("model") and settings.get("data"):
+        return [arg for key in ("model", "data") for arg in (f"--{key}", json.dumps(settings[key]))]
     hparams = {k: v for k, v in (ckpt.get("hyper_parameters") or {}).items()
                if not k.startswith("_") and k not in ("input_size", "num_classes")}
     return ["--model", json.dumps(hparams)] if hparams else []
@@ -356,8 +374,8 @@ def with_run_config(argv):
 
     - validate/test/predict without --config and with no or a ``last`` --ckpt_path: the newest run's last.ckpt;
     - an explicit checkpoint and no --config: its run's config.yaml (fit: all of it; validate/test/predict: its
-      model and data) or else its saved model hyperparameters, in place of configs/digits.yaml, before the command
-      line's own options;
+      model and data), or else the run settings saved in it (RunSettings), or else its model hyperparameters, in
+      place of configs/digits.yaml, before the command line's own options;
     - otherwise configs/digits.yaml when neither --config nor --data is given (a --data choice starts from the
       class defaults, so digits' values never leak into another data set);
     - predict: no logger (its one output, predictions.csv, goes into the checkpoint's run).
@@ -386,7 +404,12 @@ def with_run_config(argv):
                   "the command line override them", file=sys.stderr)
             prefix = ["--config", str(run_config)] if subcommand == "fit" else run_model_data_args(run_config)
         elif not config_given:
-            prefix = [*default_config(data_given), *checkpoint_model_args(checkpoint)]
+            from_checkpoint = checkpoint_settings_args(checkpoint)
+            data_saved = "--data" in from_checkpoint
+            prefix = [*default_config(data_given or data_saved), *from_checkpoint]
+            if data_saved:
+                print(f"{subcommand}: the model and data settings saved in {ckpt} (no config.yaml of its run beside "
+                      "it); options on the command line override them", file=sys.stderr)
     elif not config_given:
         prefix = default_config(data_given)
     if subcommand == "predict" and option_value(args, "--trainer.logger") is None:
