@@ -408,18 +408,19 @@ def run_sweep(cfg, out=None):
             params = [suggest(t, cfg.space) for t in group]
             threads = heartbeats(study, group)
 
-            def on_epoch_end(i, epoch, acc):
+            def on_epoch_end(i, epoch, acc):  # the pruner's look: a storage write and read per trial and epoch
                 group[i].report(acc, epoch)
                 return group[i].should_prune()
 
             try:
-                outcomes = train_together(params, splits, model, dm.batch_size, dm.seed, on_epoch_end,
-                                          graph=cfg.device == "cuda")
+                outcomes = train_together(params, splits, model, dm.batch_size, dm.seed,
+                                          on_epoch_end if cfg.pruner != "none" else None, graph=cfg.device == "cuda")
             finally:
                 for th in threads:
                     th.join()
             for trial, outcome in zip(group, outcomes):
                 trial.set_user_attr("epochs", outcome.epochs)
+                trial.set_user_attr("val_acc_per_epoch", [round(a, 6) for a in outcome.val_accs])
                 trial.set_user_attr("worker", worker)
                 if outcome.state == "diverged":
                     trial.set_user_attr("diverged_at_step", outcome.diverged_at_step)
