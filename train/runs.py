@@ -5,10 +5,11 @@ Every ``python -m train fit`` writes one run folder (the CSV logger's)::
     lightning_logs/version_N/config.yaml              the run's whole configuration (model, data, trainer)
     lightning_logs/version_N/checkpoints/last.ckpt    its newest state (plus the best one)
 
-so a checkpoint ``.../version_N/checkpoints/*.ckpt`` finds its run's settings in ``.../version_N/config.yaml``, and
-the model's own hyperparameters travel inside the checkpoint (``hyper_parameters``, Lightning's
-save_hyperparameters). train/cli.py uses these to test, validate, predict and export a checkpoint with the settings
-it was trained with, and to resume ``--ckpt_path last`` from a run of the same shapes.
+so a checkpoint ``.../version_N/checkpoints/*.ckpt`` finds its run's settings in ``.../version_N/config.yaml``; a
+checkpoint copied elsewhere still holds its run's model and data settings (``run_settings``, written by the CLI's
+RunSettings callback) and the model's hyperparameters (``hyper_parameters``, Lightning's save_hyperparameters).
+train/cli.py uses these to test, validate, predict and export a checkpoint with the settings it was trained
+with, and to resume ``--ckpt_path last`` from a run of the same shapes.
 """
 import glob
 import os
