@@ -343,6 +343,7 @@ def test_mutating_target_cannot_corrupt_the_comparison(checked):
 
 @pytest.mark.parametrize("argv,message", [
     (["--target", "tests/fixtures/homework/missing.py:f"], "error: --target: no such file"),
+    (["--target", str(HOMEWORK)], "is a folder; give a .py file"),
     (["--target", f"{HOMEWORK}/softmax_no_max.py:softmax_loss_naive"], "defines no 'softmax_loss_naive'"),
     (["--target", f"{HOMEWORK}/not_a_target.py:LEARNING_RATE"], "unsupported: LEARNING_RATE is a float"),
     (["--target", f"{HOMEWORK}/not_a_target.py:predict"], "unsupported: function predict(X)"),

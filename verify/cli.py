@@ -74,7 +74,8 @@ def build_parser():
     what.add_argument("--target", metavar="FILE[:NAME]|module:NAME",
                       help="check this file (every known target in it) or this function or class")
     what.add_argument("--submissions", metavar="DIR", help="check a class: one folder per student in DIR")
-    parser.add_argument("--kind", choices=sorted(KINDS), help="override the detected kind of --target NAME")
+    parser.add_argument("--kind", choices=sorted(KINDS), metavar="KIND",
+                        help=f"override the detected kind of --target FILE:NAME ({', '.join(sorted(KINDS))})")
     parser.add_argument("--reg-convention", choices=["auto", "full", "half"], default="auto",
                         help="full: reg*sum(W*W); half: 0.5*reg*sum(W*W); auto (default): the one your loss uses")
     parser.add_argument("--timeout", type=positive_float, default=60.0, metavar="S",
@@ -128,6 +129,10 @@ def check_one(args):
 
     where, name = split_target(args.target)
     is_path = where.endswith(".py") or os.sep in where or "/" in where
+    if is_path and Path(where).is_dir():
+        print(f"error: --target: {where!r} is a folder; give a .py file (a class folder: --submissions)",
+              file=sys.stderr)
+        return 2
     if is_path and not Path(where).is_file():
         print(f"error: --target: no such file {where!r}", file=sys.stderr)
         return 2
