@@ -269,12 +269,18 @@ def test_python2_and_year_messages(checked):
     assert "0.5*reg*sum(W*W)" in half.convention_note and "2016" in half.convention_note
 
 
-def test_strict_convention_fails_the_other_one(tmp_path, capsys):
-    target = f"{YEARS}/y2016/assignment1/cs231n/classifiers/softmax.py:softmax_loss_vectorized"
-    assert main(["--target", target, "--reg-convention", "full"]) == 1
+@pytest.mark.parametrize("year,strict,other", [("y2016", "full", "half"), ("y2018", "half", "full")])
+def test_strict_convention_fails_the_other_one(year, strict, other, capsys):
+    target = f"{YEARS}/{year}/assignment1/cs231n/classifiers/softmax.py:softmax_loss_vectorized"
+    assert main(["--target", target, "--reg-convention", strict]) == 1
     out = capsys.readouterr().out
-    assert "FAIL loss" in out and "FAIL dW" in out
-    assert "consistent with each other under the half convention" in out
+    assert "FAIL loss" in out and "FAIL dW" in out and "given by --reg-convention" in out
+    assert f"consistent with each other under the {other} convention" in out
+
+
+def test_kind_override(capsys):
+    assert main(["--target", f"{HOMEWORK}/twolayer_correct_alt.py:Net", "--kind", "two_layer"]) == 0
+    assert "(two_layer: TwoLayerNet(input_size" in capsys.readouterr().out
 
 
 CORRECT_BY_NAME = [
