@@ -99,10 +99,9 @@ class Runner:
                 net = self._call(cls, D, H, C, 1e-4) if binds(cls, D, H, C, 1e-4) else self._call(cls, D, H, C)
             else:
                 kw = dict(input_dim=D, hidden_dim=H, num_classes=C, weight_scale=1e-3, reg=case.reg)
-                names = parameter_names(cls) or []
-                kw = {k: v for k, v in kw.items() if k in names} if binds(cls, **kw) or "input_dim" in names \
-                    else None
-                net = self._call(cls, **kw) if kw is not None else self._call(cls, D, H, C, 1e-3, case.reg)
+                if not binds(cls, **kw):  # e.g. no reg or weight_scale argument: pass the ones it takes
+                    kw = {k: v for k, v in kw.items() if k in (parameter_names(cls) or [])}
+                net = self._call(cls, **kw)
         finally:
             np.random.set_state(state)
         params = getattr(net, "params", None)
