@@ -313,18 +313,21 @@ def run_target(name, kind, module, cases, root):
     for i, case in enumerate(cases):
         entry = {"name": case.name, "nones": [], "changed": [], "note": None, "status": None}
         meta["cases"].append(entry)
+        LOW_PRECISION_SEEN.clear()
         try:
             try:
                 outs, changed = runner.outputs(case)
-            except BadCall:
-                if runner.mode == "numpy" and "torch" in sys.modules and i == 0:
-                    runner.mode = "torch"  # code written for torch tensors: give it tensors
-                    outs, changed = runner.outputs(case)
-                else:
+            except BadCall as numpy_error:
+                if runner.mode != "numpy" or "torch" not in sys.modules or i > 0:
                     raise
+                runner.mode = "torch"  # code written for torch tensors: give it tensors
+                try:
+                    outs, changed = runner.outputs(case)
+                except BadCall:
+                    runner.mode = "numpy"
+                    raise numpy_error from None
             entry["changed"] = changed
             entry["low_precision"] = sorted(LOW_PRECISION_SEEN)
-            LOW_PRECISION_SEEN.clear()
             for q, v in outs.items():
                 if v is None:
                     entry["nones"].append(q)
