@@ -17,8 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 import torch_impl.softmax
+from reference_numpy import neural_net as ref_net
+from reference_numpy import softmax as ref_softmax
+from reference_numpy.gradient_check import eval_numerical_gradient_array
 from tests.helpers import assert_close_report
 from verify import cases as verify_cases
 from verify.checks import check_file, write_job
@@ -479,3 +484,46 @@ def test_submissions_class_folder(tmp_path, capsys):
 def test_submissions_unusable_dir_exits_2(tmp_path, capsys, make, message):
     assert main(["--submissions", str(make(tmp_path))]) == 2
     assert message in capsys.readouterr().err
+
+
+# ---- the course definitions themselves (verify/references.py) ----
+
+@given(N=st.integers(1, 6), D=st.integers(1, 5), H=st.integers(1, 5), C=st.integers(2, 5),
+       reg=st.floats(0.0, 1.0), convention=st.sampled_from(["full", "half"]), seed=st.integers(0, 2**16))
+def test_references_are_the_numpy_reference(N, D, H, C, reg, convention, seed):
+    """verify's autograd definitions equal the project's NumPy reference, with reg scaled by the convention."""
+    rng = np.random.default_rng(seed)
+    X, y = rng.standard_normal((N, D)), rng.integers(0, C, N)
+    W = rng.standard_normal((D, C))
+    factor = 1.0 if convention == "full" else 0.5
+    case = verify_cases.Case("h", {"W": W, "X": X, "y": y}, reg)
+    want_loss, want_dW = ref_softmax.softmax_loss_vectorized(W, X, y, factor * reg)
+    got = reference("softmax", case, convention)
+    assert_close_report("loss", got["loss"], want_loss, rtol=1e-12, atol=1e-14)
+    assert_close_report("dW", got["dW"], want_dW, rtol=1e-10, atol=1e-12)
+    p = {"W1": rng.standard_normal((D, H)), "b1": rng.standard_normal(H), "W2": rng.standard_normal((H, C)),
+         "b2": rng.standard_normal(C)}
+    case = verify_cases.Case("h", {"X": X, "y": y, **p}, reg)
+    want_loss, want_grads = ref_net.two_layer_loss(X, y, *p.values(), factor * reg)
+    got = reference("fc_net", case, convention)
+    assert_close_report("loss", got["loss"], want_loss, rtol=1e-12, atol=1e-14)
+    assert_close_report("scores", got["scores"], ref_net.two_layer_loss(X, None, *p.values(), 0.0), rtol=1e-12,
+                        atol=1e-14)
+    for k in p:
+        assert_close_report(k, got[k], want_grads[k], rtol=1e-10, atol=1e-12)
+
+
+@given(N=st.integers(1, 5), M=st.integers(1, 4), seed=st.integers(0, 2**16))
+def test_layer_references_are_cs231n_numeric_gradients(N, M, seed):
+    """The layer definitions' gradients equal cs231n's eval_numerical_gradient_array of their forward pass."""
+    rng = np.random.default_rng(seed)
+    x, w, b, dout = rng.standard_normal((N, 2, 3)), rng.standard_normal((6, M)), rng.standard_normal(M), \
+        rng.standard_normal((N, M))
+    case = verify_cases.Case("h", {"x": x, "w": w, "b": b, "dout": dout})
+    got = reference("affine_backward", case)
+    forward = lambda x_, w_, b_: reference("affine_forward", verify_cases.Case("h", {"x": x_, "w": w_, "b": b_}))
+    for name, arg in (("dx", x), ("dw", w), ("db", b)):
+        def f(_):  # eval_numerical_gradient_array nudges arg in place: x, w, b see it
+            return forward(x, w, b)["out"]
+        num = eval_numerical_gradient_array(f, arg, dout)
+        assert_close_report(name, got[name], num, rtol=1e-6, atol=1e-8)
