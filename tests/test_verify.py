@@ -339,6 +339,11 @@ def test_row_shift_of_the_scores_in_place_is_a_note(checked):
     assert result.status == "PASS" and "shifts each row of its input x in place" in result.notes[0]
 
 
+def test_spent_dout_changed_in_place_is_a_note(checked):
+    result = checked[("relu_backward_inplace.py", "relu_backward")]
+    assert result.status == "PASS" and "changes its input dout in place" in result.notes[0]
+
+
 def test_lingering_thread_does_not_hold_the_check(checked):
     result = checked[("lingering_thread.py", "softmax_loss_vectorized")]
     assert result.status == "PASS" and result.seconds < 30
