@@ -158,18 +158,17 @@ def detect_convention(kind, cases, outputs, requested):
         return "", ""
     if requested in REG_FACTOR:
         return requested, "given by --reg-convention"
+    wants = {c: references(kind, c)[1] for c in REG_FACTOR}
     for quantity in ("loss", *[spec.params[p] for p in spec.regularized]):
-        votes = set()
-        for case, out in zip(cases, outputs):
+        votes = set()  # per reg > 0 case: the set of conventions its output fits
+        for i, (case, out) in enumerate(zip(cases, outputs)):
             got = out.get(quantity)
             if case.reg == 0 or case.name == LARGE or got is None or not np.all(np.isfinite(got)):
                 continue
-            fits = {c for c in REG_FACTOR
-                    if got.size == np.size(want := references(kind, c)[1][cases.index(case)][quantity])
-                    and _rel(got.reshape(np.shape(want)), want) <= COURSE_RTOL}
-            votes.add(frozenset(fits))
-        if len(votes) == 1 and len(fits_all := next(iter(votes))) == 1:
-            return next(iter(fits_all)), f"detected from the {'loss' if quantity == 'loss' else 'gradient'}"
+            votes.add(frozenset(c for c, want in wants.items() if got.size == np.size(want[i][quantity])
+                                and _rel(got.reshape(np.shape(want[i][quantity])), want[i][quantity]) <= COURSE_RTOL))
+        if len(votes) == 1 and len(agreed := next(iter(votes))) == 1:  # every case, one convention
+            return next(iter(agreed)), f"detected from the {'loss' if quantity == 'loss' else 'gradient'}"
     return spec.default_convention, "the course default for this API (the loss fits neither convention)"
 
 
