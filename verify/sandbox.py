@@ -71,16 +71,13 @@ def _death(rc, timed_out, timeout, what):
 
 def _count_output(path, head):
     """(number of lines, the first `head` lines) of a captured output file, read in chunks."""
-    lines, first = 0, []
     with open(path, "rb") as f:
-        start = f.read(64 * 1024)
+        start = last = f.read(64 * 1024)
         first = start.decode("utf-8", "replace").splitlines()[:head]
         lines = start.count(b"\n")
         while chunk := f.read(1 << 20):
-            lines += chunk.count(b"\n")
-        if start and not (chunk or start).endswith(b"\n"):
-            lines += 1
-    return lines, first
+            lines, last = lines + chunk.count(b"\n"), chunk
+    return lines + bool(last and not last.endswith(b"\n")), first  # an unterminated last line counts
 
 
 def run_file(where, job, name=None, kind=None, limits=None):
