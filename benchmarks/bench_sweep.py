@@ -18,7 +18,8 @@ Rows, one per (shape, models M):
     batched      the same M nets in one BatchedTwoLayerNets: one gather and one batched step per step for all M;
                  on a GPU the steps replay from a captured CUDA graph (GraphedBatchedSteps), as the sweep runs them
 
-Both report ms per model-step (a block's time / (steps x M)); ``speedup`` = sequential / batched. Rows are timed
+Both report ms per model-step (a block's time / (steps x M)); ``speedup`` = sequential / batched. ``--clock cpu
+--threads 1`` times by the process's CPU time instead of the wall clock (on a busy shared machine). Rows are timed
 in interleaved rounds (per round one block of ``--steps`` steps of every row, in alternating order), so a change of
 load on a shared machine hits both alike; a row's time is the median over ``--repeats`` blocks, and the fastest
 block is kept beside it (``*_min``). The load average before and after is printed and written with the rows.
@@ -37,6 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from torch_impl.batched import BatchedTwoLayerNets, GraphedBatchedSteps  # noqa: E402
 from torch_impl.fused_step import fused_sgd_step  # noqa: E402
 
+# wall: time.perf_counter; cpu: this process's CPU time (time.process_time), with --threads 1 a measure that other
+# processes on a shared machine disturb much less (they take turns on the cores, not this process's CPU seconds)
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 SHAPES = {"digits": {"D": 64, "H": 100, "B": 200, "N": 1_297}, "cifar": {"D": 3072, "H": 50, "B": 200, "N": 49_000}}
 NUM_CLASSES, STD, LR, REG = 10, 1e-4, 1e-4, 0.25
 
@@ -81,14 +85,14 @@ def batched_block(X, y, table, nets, graph):
     return block
 
 
-def timed(block, device):
+def timed(block, device, clock=time.perf_counter):
     if device == "cuda":
         torch.cuda.synchronize()
-    start = time.perf_counter()
+    start = clock()
     block()
     if device == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def median(values):
@@ -104,7 +108,8 @@ def run_benchmark(args):
     load_before = os.getloadavg()
     print(f"device {device}" + (f" ({torch.cuda.get_device_name()})" if device == "cuda" else "")
           + f", torch {torch.__version__}, {torch.get_num_threads()} threads, batched step "
-          + ("in a CUDA graph" if graph else "eager") + f"; load average before {load_before[0]:.2f}")
+          + ("in a CUDA graph" if graph else "eager") + f", {args.clock} clock; load average before "
+          f"{load_before[0]:.2f}")
     cases = [(shape, M) for shape in args.shapes for M in args.models]
     blocks = {}
     for shape, M in cases:
@@ -117,7 +122,8 @@ def run_benchmark(args):
     for r in range(args.repeats):
         for shape, M in cases:
             for key in (("sequential", "batched") if r % 2 == 0 else ("batched", "sequential")):
-                times[shape, M, key].append(timed(blocks[shape, M, key], device) / (args.steps * M) * 1e3)
+                elapsed = timed(blocks[shape, M, key], device, CLOCKS[args.clock])
+                times[shape, M, key].append(elapsed / (args.steps * M) * 1e3)
     load_after = os.getloadavg()
     rows = []
     print(f"{'shape':8s} {'models':>6s} {'sequential':>12s} {'batched':>10s} {'speedup':>8s}   "
@@ -137,6 +143,7 @@ def run_benchmark(args):
         meta = {"device": device, "device_name": torch.cuda.get_device_name() if device == "cuda" else "cpu",
                 "torch": torch.__version__, "threads": torch.get_num_threads(),
                 "batched_path": "cuda_graph" if graph else "eager", "steps": args.steps, "repeats": args.repeats,
+                "clock": args.clock,
                 "load_average_before": round(load_before[0], 2), "load_average_after": round(load_after[0], 2),
                 "cpu_count": os.cpu_count(), "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
@@ -154,12 +161,17 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=5, help="timed blocks per row (interleaved rounds)")
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
     p.add_argument("--no_graph", action="store_true", help="on cuda, time the batched step eagerly")
+    p.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                   help="wall time, or this process's CPU time (cpu: on a CPU with --threads 1 only)")
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device: got cuda, but torch sees no CUDA GPU; expected cpu here")
     for name in ("steps", "repeats"):
         if getattr(args, name) < 1:
             p.error(f"--{name}: got {getattr(args, name)}; expected an integer >= 1")
+    if args.clock == "cpu" and (args.device != "cpu" or args.threads != 1):
+        p.error(f"--clock: got cpu with --device {args.device} --threads {args.threads}; expected --device cpu "
+                "--threads 1 (CPU time adds up the threads' spinning, and misses a GPU's work)")
     if min(args.models) < 1:
         p.error(f"--models: got {args.models}; expected integers >= 1")
     return args

@@ -105,7 +105,7 @@ def assert_padding_zero(batched):
     D, M, Hmax = batched.W1.shape[0], batched.num_nets, batched.hidden_max
     tensors = [batched.W1, batched.b1, batched.W2] + list((batched.buffers or [])[:3])
     for name, t in zip(("W1", "b1", "W2", "v_W1", "v_b1", "v_W2"), tensors):
-        per_unit = t.view(D, M, Hmax).abs().amax(0) if t.dim() == 2 else t.view(M, Hmax, -1).abs().amax(2)
+        per_unit = t.view(D, M, Hmax).abs().amax(0) if t.dim() == 2 else t.reshape(M, Hmax, -1).abs().amax(2)
         assert bool((per_unit[pad] == 0).all()), f"{name}: padding holds nonzero values"
 
 
