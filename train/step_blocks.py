@@ -81,7 +81,7 @@ def choose_step_path(hparams, trainer, device):
         return "graph", "cuda_graph"
     no_graph = f"cuda_graph: no CUDA device, training on {device.type}; " if hparams.cuda_graph else ""
     if hparams.steps_per_call == 1 and not hparams.cuda_graph:
-        return "front door", "one step per training_step"
+        return "front door", "steps_per_call 1"
     if trainer.world_size > 1:
         return "front door", f"{no_graph}{trainer.world_size} processes: DDP all-reduces .grad"
     if precision not in FULL_PRECISIONS:
