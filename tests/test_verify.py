@@ -171,8 +171,8 @@ BROKEN = [
     ("twolayer_no_b1_forward.py", "TwoLayerNet", {"scores", "loss", "W1", "b1", "W2", "b2"}, ""),
     ("twolayer_linear.py", "TwoLayerNet", {"scores", "loss", "W1", "b1", "W2", "b2"}, ""),
     ("twolayer_no_max_no_div_n.py", "TwoLayerNet", {"stability", "loss", "W1", "b1", "W2", "b2"}, ""),
-    ("layers_buggy.py", "affine_backward", {"db"}, ""),
-    ("layers_buggy.py", "relu_backward", {"dx"}, ""),
+    ("layers_buggy.py", "affine_backward", {"db"}, "db averaged over the batch"),
+    ("layers_buggy.py", "relu_backward", {"dx"}, "ReLU mask inverted"),
     ("layers_buggy.py", "softmax_loss", {"stability", "loss", "dx"}, ""),
 ]
 

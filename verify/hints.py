@@ -201,6 +201,37 @@ def _phrases(quantity, model, convention):
     return out
 
 
+# layer mistakes: (quantity, wrong value at the case's arrays a, hint); the right values are references.py's
+LAYER_MISTAKES = {
+    "relu_backward": [
+        ("dx", lambda a: a["dout"] * (a["dout"] > 0), "ReLU mask taken on dout, the upstream gradient: mask by "
+                                                      "the forward input, dx = dout * (x > 0)"),
+        ("dx", lambda a: a["dout"] * (a["x"] <= 0), "ReLU mask inverted: dx = dout * (x > 0)"),
+        ("dx", lambda a: a["dout"], "ReLU mask missing: dx = dout * (x > 0)"),
+    ],
+    "affine_backward": [
+        ("db", lambda a: a["dout"].mean(axis=0), "db averaged over the batch: it is the sum over axis 0"),
+        ("dw", lambda a: a["x"].reshape(len(a["x"]), -1).T @ a["dout"] / len(a["x"]),
+         "dw divided by N: the 1/N belongs to the loss, not to the affine layer"),
+        ("dx", lambda a: (a["dout"] @ a["w"].T / len(a["x"])).reshape(a["x"].shape),
+         "dx divided by N: the 1/N belongs to the loss, not to the affine layer"),
+    ],
+}
+
+
+def _layer_hints(kind, cases, outputs, failed):
+    """Hints for the layer kinds: the first listed mistake that reproduces every finite case."""
+    hints = {}
+    for q, wrong, text in LAYER_MISTAKES.get(kind, []):
+        if q not in failed or q in hints:
+            continue
+        pairs = [(outputs[i].get(q), wrong(c.arrays)) for i, c in enumerate(cases) if c.name != LARGE]
+        pairs = [(got, want) for got, want in pairs if got is not None and np.all(np.isfinite(got))]
+        if pairs and all(got.shape == want.shape and _rel_err(got, want) <= MATCH_RTOL for got, want in pairs):
+            hints[q] = [text]
+    return hints
+
+
 def _other_convention_note(models, convention, hints):
     """When loss and gradients agree with each other under the other convention (only with --reg-convention)."""
     other = "half" if convention == "full" else "full"
@@ -244,4 +275,5 @@ def diagnose(kind, cases, outputs, failed, convention):
             found += _phrases(q, model, convention)
         hints[q] = found
     _other_convention_note(models, convention, hints)
+    hints.update(_layer_hints(kind, cases, outputs, failed))
     return {q: h for q, h in hints.items() if h}
