@@ -94,6 +94,7 @@ def build_parser():
     """The sweep's jsonargparse parser; its defaults are the digits sweep (configs/sweep_digits.yaml)."""
     from jsonargparse import ActionConfigFile, ArgumentParser
 
+    import train.cli  # noqa: F401  (registers every data module, image ones included, for --data SHORT_NAME)
     from train.data import ArrayDataModule
     from train.module import TwoLayerNetModule
 
