@@ -278,7 +278,17 @@ def make_storage(cfg, study_dir):
         retry = {"heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)}
     else:
         retry = {"failed_trial_callback": RetryFailedTrialCallback(max_retry=3)}
-    return RDBStorage(url, heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=HEARTBEAT_GRACE_S, **retry)
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    for attempt in range(5):
+        try:
+            return RDBStorage(url, heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=HEARTBEAT_GRACE_S, **retry)
+        except (IntegrityError, OperationalError):
+            # processes starting on one new database race to create its tables and version row; the loser
+            # finds them made on a second look
+            if attempt == 4:
+                raise
+            time.sleep(0.5 * (attempt + 1))
 
 
 def grid_values(space):
