@@ -37,7 +37,11 @@ PRECISION_DTYPES = {"64-true": torch.float64, "64": torch.float64, "16-true": to
 @dataclass
 class ArraySplits:
     """Preprocessed splits. X_*: (N_*, D) float tensors; y_*: (N_*,) int64 tensors; image_shape: (C, H, W) of one
-    example before flattening (for plotting W1), or None when the features are not an image."""
+    example before flattening (for plotting W1), or None when the features are not an image.
+
+    train_views V >= 1: X_train (V * N, D) and y_train (V * N,) stack V views of the N training examples (e.g. an
+    image and its mirror), row v * N + i being view v of example i; the sampler draws one view per drawn example.
+    """
 
     X_train: torch.Tensor
     y_train: torch.Tensor
@@ -47,12 +51,20 @@ class ArraySplits:
     y_test: torch.Tensor | None = None
     image_shape: tuple | None = None
     class_names: list | None = None
+    train_views: int = 1
 
 
-def batch_indices(seed, epoch, batch_idx, num_train, batch_size):
-    """(batch_size,) int64 indices in [0, num_train), drawn with replacement, a pure function of its arguments."""
+def batch_indices(seed, epoch, batch_idx, num_train, batch_size, views=1):
+    """(batch_size,) int64 row indices, drawn with replacement, a pure function of its arguments.
+
+    Examples i in [0, num_train); with views V > 1 the same generator then draws a view v in [0, V) per example and
+    the row is v * num_train + i (ArraySplits.train_views), so the examples are those drawn with V = 1.
+    """
     rng = np.random.default_rng([seed, epoch, batch_idx])
-    return torch.from_numpy(rng.integers(0, num_train, size=batch_size, dtype=np.int64))
+    rows = rng.integers(0, num_train, size=batch_size, dtype=np.int64)  # (B,) examples
+    if views > 1:
+        rows += num_train * rng.integers(0, views, size=batch_size, dtype=np.int64)  # (B,) rows of the drawn views
+    return torch.from_numpy(rows)
 
 
 class WithReplacementBatches:
@@ -69,12 +81,14 @@ class WithReplacementBatches:
     first batch and its count (<= K, or < 2K for the first block of an epoch resumed inside a block), and ``ran``.
     """
 
-    def __init__(self, X, y, batch_size, seed, epoch=0, start_batch=0, rank=0, world_size=1, block_size=0):
+    def __init__(self, X, y, batch_size, seed, epoch=0, start_batch=0, rank=0, world_size=1, block_size=0, views=1):
         self.X, self.y = X, y
         self.batch_size, self.seed, self.epoch = batch_size, seed, epoch
         self.start_batch = start_batch
         self.rank, self.world_size = rank, world_size
-        self.num_batches = math.ceil(X.shape[0] / batch_size)
+        self.views = views  # X, y stack this many views of the N = X.shape[0] // views examples
+        self.num_examples = X.shape[0] // views
+        self.num_batches = math.ceil(self.num_examples / batch_size)
         self.next_batch = start_batch  # the batch the next ``next()`` yields; saved by state_dict
         self.block_size = block_size  # 0: (X_b, y_b) batches; K >= 1: step blocks of up to K batches
 
@@ -110,7 +124,7 @@ class WithReplacementBatches:
     def epoch_indices(self, epoch):
         """(ceil(N / B), B / world_size) int64 on X's device: every batch's indices (this rank's slice) of ``epoch``."""
         per_rank = self.batch_size // self.world_size
-        table = torch.stack([batch_indices(self.seed, epoch, b, self.X.shape[0], self.batch_size)
+        table = torch.stack([batch_indices(self.seed, epoch, b, self.num_examples, self.batch_size, self.views)
                              for b in range(self.num_batches)])  # (num_batches, B)
         return table[:, self.rank * per_rank:(self.rank + 1) * per_rank].to(self.X.device)
 
@@ -139,9 +153,8 @@ class WithReplacementBatches:
         epoch, start = self.epoch, self.start_batch
         self.start_batch = 0  # a skip applies to one iteration only
         per_rank = self.batch_size // self.world_size
-        num_train = self.X.shape[0]
         for b in range(start, self.num_batches):
-            idx = batch_indices(self.seed, epoch, b, num_train, self.batch_size)  # (B,)
+            idx = batch_indices(self.seed, epoch, b, self.num_examples, self.batch_size, self.views)  # (B,)
             idx = idx[self.rank * per_rank:(self.rank + 1) * per_rank].to(self.X.device, non_blocking=True)
             self.next_batch = b + 1
             yield self.X.index_select(0, idx), self.y.index_select(0, idx)  # (B, D), (B,)
@@ -208,8 +221,9 @@ class ArrayDataModule(L.LightningDataModule):
 
     @property
     def num_train(self) -> int:
-        """N, the number of training examples (the model's lr schedule needs N / batch_size)."""
-        return int(self.splits.X_train.shape[0])
+        """N, the number of training examples, each counted once whatever its views (the model's lr schedule
+        needs N / batch_size)."""
+        return int(self.splits.X_train.shape[0]) // self.splits.train_views
 
     @property
     def image_shape(self):
@@ -226,7 +240,8 @@ class ArrayDataModule(L.LightningDataModule):
         move_X = lambda t: None if t is None else t.to(device=device, dtype=dtype)
         move_y = lambda t: None if t is None else t.to(device=device, dtype=torch.int64)
         self._device_splits = ArraySplits(move_X(s.X_train), move_y(s.y_train), move_X(s.X_val), move_y(s.y_val),
-                                          move_X(s.X_test), move_y(s.y_test), s.image_shape, s.class_names)
+                                          move_X(s.X_test), move_y(s.y_test), s.image_shape, s.class_names,
+                                          s.train_views)
 
     def _on_device(self):
         if self._device_splits is None:
@@ -244,7 +259,7 @@ class ArrayDataModule(L.LightningDataModule):
                              f"({world_size}): every rank takes an equal slice of each batch")
         block_size = getattr(getattr(self.trainer, "lightning_module", None), "train_block_size", 0)
         return WithReplacementBatches(s.X_train, s.y_train, self.batch_size, self.seed, epoch=epoch,
-                                      rank=rank, world_size=world_size, block_size=block_size)
+                                      rank=rank, world_size=world_size, block_size=block_size, views=s.train_views)
 
     def val_dataloader(self):
         s = self._on_device()
@@ -272,6 +287,9 @@ def check_splits(s):
     if num_classes is None:
         check_split("train", s.X_train, s.y_train, 2 ** 62)  # shapes and values first; then the range is known
         num_classes = int(s.y_train.max()) + 1
+    if not isinstance(s.train_views, int) or s.train_views < 1 or s.X_train.shape[0] % s.train_views:
+        raise ValueError(f"train_views: got {s.train_views!r}; expected an integer >= 1 that divides the "
+                         f"{s.X_train.shape[0]} train rows (train_views stacked copies of the train examples)")
     for name, X, y in [("train", s.X_train, s.y_train), ("val", s.X_val, s.y_val), ("test", s.X_test, s.y_test)]:
         if name == "test" and X is None and y is None:
             continue

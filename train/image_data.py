@@ -11,6 +11,11 @@ to D = C*H*W features. Flattening order is CHW (channel-major: all red pixels, t
 ``ArraySplits.image_shape`` is (C, H, W); so a column of W1 (D,) reshapes to (C, H, W) for display. cs231n
 flattens HWC images instead; that is only a fixed permutation of the features, which a fully connected net
 with i.i.d. initial weights does not see.
+
+ImageFolderDataModule can add, all fitted on the train split only: PCA whitening to k features
+(``whiten_components``), and augmented views of every training image (``flip``: its mirror; ``shift``: the image
+moved by that many pixels up, down, left and right), which the batch sampler picks per example by (seed, epoch,
+batch) (ArraySplits.train_views).
 """
 import hashlib
 import os
@@ -41,6 +46,44 @@ def _mean_subtracted(X_train, *others):
     total = sum(X_train[i:i + 65536].sum(0).double() for i in range(0, X_train.shape[0], 65536))  # (D,)
     mean = (total / X_train.shape[0]).float()  # (D,)  mean image of the train split
     return [None if X is None else X.float().sub_(mean) for X in (X_train, *others)]  # (N_*, D) each
+
+
+def pca_whitening(X_train, components, epsilon):
+    """The PCA-whitening matrix P (D, k) fitted on X_train (N, D) float32, pixels minus the train mean image.
+
+    features = X @ P = (X / 255) @ U_k diag(1 / sqrt(lambda_k + epsilon)), where lambda_k, U_k are the k = components
+    largest eigenpairs of cov = (X / 255)^T (X / 255) / N. epsilon (in (pixel / 255)^2 units) damps the directions
+    of low variance. Each eigenvector's sign is fixed (largest-magnitude entry positive), so P is unique.
+    """
+    cov = (X_train.T @ X_train).div_(255.0 ** 2 * X_train.shape[0])  # (D, D) cov of X / 255
+    evals, U = torch.linalg.eigh(cov)  # ascending
+    evals, U = evals.flip(0)[:components], U.flip(1)[:, :components]  # (k,), (D, k) the k largest
+    U = U * U.gather(0, U.abs().argmax(0, keepdim=True)).sign()  # (D, k) sign-fixed columns
+    return U / (evals.clamp_min(0) + epsilon).sqrt() / 255.0  # (D, k) = U_k diag((lambda + eps)^-1/2) / 255
+
+
+def shifted(images, dy, dx):
+    """images (N, C, S, S) moved dy pixels down and dx right (negative: up, left); vacated pixels are 0 (the mean,
+    for mean-subtracted images)."""
+    S_h, S_w = images.shape[-2:]
+    out = torch.zeros_like(images)  # (N, C, S, S)
+    if abs(dy) >= S_h or abs(dx) >= S_w:
+        return out  # moved out of the frame
+    out[..., max(dy, 0):S_h + min(dy, 0), max(dx, 0):S_w + min(dx, 0)] = \
+        images[..., max(-dy, 0):S_h + min(-dy, 0), max(-dx, 0):S_w + min(-dx, 0)]
+    return out
+
+
+def augmented_views(X, image_shape, flip, shift):
+    """The train_views of X (N, C*S*S) mean-subtracted images, one (N, D) tensor at a time: view 0 is X itself;
+    then shifts by ``shift`` pixels (down, up, right, left); with ``flip`` the mirror image and its shifts follow."""
+    images = X.view(-1, *image_shape)  # (N, C, S, S)
+    moves = [(shift, 0), (-shift, 0), (0, shift), (0, -shift)] if shift else []
+    for mirrored in ([False, True] if flip else [False]):
+        base = images.flip(-1) if mirrored else images  # (N, C, S, S)
+        yield base.reshape(X.shape) if mirrored else X  # (N, D)
+        for dy, dx in moves:
+            yield shifted(base, dy, dx).reshape(X.shape)  # (N, D)
 
 
 def _positive(name, value):
@@ -140,10 +183,17 @@ class ImageFolderDataModule(ArrayDataModule):
     cache_dir, else root/.cache, else ~/.cache/twolayer-bridge when root is read-only.
 
     X_*: (N_*, 3 * S * S) float32 in [0, 255] minus the train mean image, CHW order; image_shape (3, S, S).
+
+    whiten_components k: every split becomes X @ P (N_*, k), P = pca_whitening(X_train, k, whiten_epsilon) fitted
+    on the train split (the original images only); image_shape is then None. flip, shift: the train split holds
+    train_views = (2 if flip else 1) * (5 if shift else 1) views of each image (augmented_views), each whitened
+    like the rest; the sampler draws one view per drawn example, keyed by (seed, epoch, batch).
     """
 
     def __init__(self, root: str, image_size: int = 32, num_val: int = 1000, num_test: int | None = None,
-                 cache_dir: str | None = None, batch_size: int = 200, seed: int = 0):
+                 cache_dir: str | None = None, batch_size: int = 200, seed: int = 0,
+                 whiten_components: int | None = None, whiten_epsilon: float = 0.1, flip: bool = False,
+                 shift: int = 0):
         super().__init__(batch_size=batch_size, seed=seed)
         if not Path(root).is_dir():
             raise ValueError(f"root must be a folder holding train/<class>/<images> (pass --data.root DIR); "
@@ -156,6 +206,20 @@ class ImageFolderDataModule(ArrayDataModule):
             _positive("num_test", num_test)
         self.root, self.image_size, self.cache_dir = os.path.expanduser(str(root)), image_size, cache_dir
         self.num_val, self.num_test = num_val, num_test
+        if whiten_components is not None:
+            _positive("whiten_components", whiten_components)
+            if whiten_components > 3 * image_size ** 2:
+                raise ValueError(f"whiten_components must be at most the {3 * image_size ** 2} features of a "
+                                 f"{image_size}x{image_size} RGB image; got {whiten_components}")
+        if not isinstance(whiten_epsilon, (int, float)) or isinstance(whiten_epsilon, bool) or \
+                not whiten_epsilon >= 0:
+            raise ValueError(f"whiten_epsilon must be a number >= 0; got {whiten_epsilon!r}")
+        if not isinstance(flip, bool):
+            raise ValueError(f"flip must be true or false; got {flip!r}")
+        if not isinstance(shift, int) or isinstance(shift, bool) or not 0 <= shift < image_size:
+            raise ValueError(f"shift must be an integer in [0, {image_size}) (pixels); got {shift!r}")
+        self.whiten_components, self.whiten_epsilon = whiten_components, float(whiten_epsilon)
+        self.flip, self.shift = flip, shift
 
     def _cache_folder(self):
         candidates = [self.cache_dir] if self.cache_dir else [os.path.join(self.root, ".cache"),
@@ -224,8 +288,16 @@ class ImageFolderDataModule(ArrayDataModule):
             keep = keep[: self.num_test] if self.num_test is not None else keep  # (N_test,)
             X_test, y_test = Xt.reshape(len(Xt), -1)[keep], y_test[keep]
         X_train, X_val, X_test = _mean_subtracted(X[:n], X[n:], X_test)
-        return ArraySplits(X_train, y[:n], X_val, y[n:], X_test, y_test,
-                           image_shape=(3, self.image_size, self.image_size), class_names=classes)
+        image_shape = (3, self.image_size, self.image_size)
+        P = None
+        if self.whiten_components is not None:
+            P = pca_whitening(X_train, self.whiten_components, self.whiten_epsilon)  # (D, k), train split only
+            X_val, X_test = X_val @ P, None if X_test is None else X_test @ P  # (N_val, k), (N_test, k)
+        views = [V if P is None else V @ P for V in augmented_views(X_train, image_shape, self.flip, self.shift)]
+        X_train = views[0] if len(views) == 1 else torch.cat(views)  # (V * n, D or k)
+        return ArraySplits(X_train, y[:n].repeat(len(views)), X_val, y[n:], X_test, y_test,
+                           image_shape=image_shape if P is None else None, class_names=classes,
+                           train_views=len(views))
 
     def test_dataloader(self):
         """The test split; without root/test, a ValueError that says where the test images were looked for."""
