@@ -5,6 +5,7 @@ storage, the grid sampler, pruning, divergence and bad settings.
 Run: ``python -m pytest tests/test_sweep.py -q`` (or ``-m sweep``; the subprocess tests are also marked slow).
 """
 import csv
+import dataclasses
 import os
 import re
 import subprocess
@@ -20,6 +21,7 @@ import yaml
 from tests.helpers import FLOAT64_TOL, assert_close_report
 from train import sweep
 from train.cli import run_cli
+from train.data import DigitsDataModule
 
 pytestmark = [pytest.mark.sweep, pytest.mark.lightning]
 
@@ -31,12 +33,23 @@ TINY = ["--torch_num_threads", "null", "--space.max_epochs", "[2]", "--space.hid
         "--space.momentum", "[0.0, 0.9]", "--space.learning_rate", "{low: 0.05, high: 0.3, log: true}"]
 
 
-def digits_splits(dtype):
-    """The digits data module's splits as the sweep holds them (on the CPU, in ``dtype``)."""
-    dm = sweep.instantiate_data(sweep.DEFAULT_DATA)
+class TwoViewDigits(DigitsDataModule):
+    """The digits with two views of every training example (the image and a shifted copy), as an augmenting data
+    module stacks them (ArraySplits.train_views)."""
+
+    def load(self):
+        s = super().load()
+        X = torch.cat([s.X_train, s.X_train.roll(1, dims=1)])  # (2N, D)
+        return dataclasses.replace(s, X_train=X, y_train=s.y_train.repeat(2), train_views=2)
+
+
+def digits_splits(dtype, data=sweep.DEFAULT_DATA):
+    """The data module's splits as the sweep holds them (on the CPU, in ``dtype``)."""
+    dm = sweep.instantiate_data(data)
     s = dm.splits
     cast = lambda t: t.to(dtype) if t.is_floating_point() else t
-    return dm, type(s)(cast(s.X_train), s.y_train, cast(s.X_val), s.y_val, class_names=s.class_names)
+    return dm, type(s)(cast(s.X_train), s.y_train, cast(s.X_val), s.y_val, class_names=s.class_names,
+                       train_views=s.train_views)
 
 
 def final_val_acc(stdout):
@@ -53,13 +66,17 @@ def test_config_file_is_the_embedded_default():
     assert from_file == defaults
 
 
-def test_batched_trials_follow_fits_trajectory_float64(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("views", [1, 2])
+def test_batched_trials_follow_fits_trajectory_float64(tmp_path, monkeypatch, capsys, views):
     """Trial 0 trained in a batch of two (another H, lr, momentum beside it) ends where fit ends: same init,
-    batches, lr schedule and momentum, parameters equal to 1e-10 in float64, and the same val acc."""
+    batches (of one view per drawn example, with 2 views), lr schedule and momentum, parameters equal to 1e-10 in
+    float64, and the same val acc."""
     trial = {"learning_rate": 0.1, "reg": 3e-3, "hidden_size": 20, "momentum": 0.9, "learning_rate_decay": 0.9,
              "max_epochs": 3}
     other = {**trial, "learning_rate": 0.3, "hidden_size": 33, "momentum": 0.0, "max_epochs": 2}
-    dm, splits = digits_splits(torch.float64)
+    data = sweep.DEFAULT_DATA if views == 1 else {**sweep.DEFAULT_DATA, "class_path": f"{__name__}.TwoViewDigits"}
+    dm, splits = digits_splits(torch.float64, data)
+    assert splits.train_views == views and dm.num_train == 1297
     outcomes = sweep.train_together([trial, other], splits, {"std": 1e-4, "init_seed": 0, "lr_schedule": "epoch"},
                                     dm.batch_size, dm.seed)
     assert [o.state for o in outcomes] == ["complete", "complete"] and outcomes[0].epochs == 3
@@ -67,7 +84,7 @@ def test_batched_trials_follow_fits_trajectory_float64(tmp_path, monkeypatch, ca
     monkeypatch.chdir(tmp_path)
     args = ["fit", "--config", DIGITS_FIT, "--trainer.precision", "64-true", "--trainer.max_epochs", "3",
             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-            "--plots.enabled", "false", "--torch_num_threads", "null",
+            "--plots.enabled", "false", "--torch_num_threads", "null", f"--data.class_path={data['class_path']}",
             *(f"--model.{k}={trial[k]}" for k in sweep.SEARCHED[:-1])]
     assert run_cli(args) == 0
     assert final_val_acc(capsys.readouterr().out) == pytest.approx(outcomes[0].val_acc, abs=1e-9)

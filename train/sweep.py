@@ -201,9 +201,11 @@ def train_together(trials, splits, model, batch_size, seed, on_epoch_end=None, g
     from train.schedule import EpochDecay
 
     X, y, X_val, y_val = splits.X_train, splits.y_train, splits.X_val, splits.y_val
-    N, D, C = X.shape[0], X.shape[1], len(splits.class_names) if splits.class_names else int(y.max()) + 1
+    views = splits.train_views  # X, y stack this many views (augmentations) of each training example
+    N, D = X.shape[0] // views, X.shape[1]  # N examples, as the lr schedule counts them
+    C = len(splits.class_names) if splits.class_names else int(y.max()) + 1
     dtype, device = X.dtype, X.device
-    sampler = WithReplacementBatches(X, y, batch_size, seed)  # fit's batches: keyed by (seed, epoch, batch)
+    sampler = WithReplacementBatches(X, y, batch_size, seed, views=views)  # fit's batches, keyed (seed, epoch, b)
     steps_per_epoch = sampler.num_batches
     factors = [EpochDecay(t["learning_rate_decay"], N, batch_size, model["lr_schedule"]) for t in trials]
     nets = BatchedTwoLayerNets.stack(
@@ -404,7 +406,7 @@ def run_sweep(cfg, out=None):
     s = dm.splits
     move = lambda t: t.to(device=cfg.device, dtype=dtype if t.is_floating_point() else torch.int64)
     splits = ArraySplits(move(s.X_train), move(s.y_train), move(s.X_val), move(s.y_val),
-                         class_names=s.class_names)
+                         class_names=s.class_names, train_views=s.train_views)
     model = {k: cfg.model[k] for k in ("std", "init_seed", "lr_schedule")}
     used, _ = counted(study)
     print(f"sweep {cfg.study_name!r}: {n_trials} trials ({used} already in the study), {cfg.nets_per_step} per "
