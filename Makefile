@@ -12,8 +12,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -e '.[test]'
 	touch $(STAMP)
 
+# JOBS pytest-xdist workers (one per core of the 2-core CI machine); JOBS=0 runs in one process
+JOBS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(JOBS) $(PYTEST_ARGS)
 
 fit: $(STAMP)
 	$(BIN)/python -m train fit $(ARGS)
