@@ -236,3 +236,22 @@ def test_a_64_true_checkpoint_validated_in_32_true_warns_that_it_is_rounded(stra
     cwd, _, _ = straight_64
     with pytest.warns(UserWarning, match=r"float64 but trainer.precision 32-true runs in torch.float32"):
         evaluate(tmp_path, "validate", last_ckpt(cwd))
+
+
+@pytest.mark.parametrize("precision, dtype", [("64-true", torch.float64), ("32-true", torch.float32)])
+def test_the_data_reaches_the_run_in_its_dtype_from_float64_preprocessing(precision, dtype):
+    """The digits are preprocessed in float64 and cast once, in setup, to the run's dtype: a 64-true run trains
+    on the float64 mean-subtracted features, not on features first rounded to float32."""
+    from types import SimpleNamespace
+
+    from sklearn.datasets import load_digits
+
+    dm = DigitsDataModule()
+    dm.trainer = SimpleNamespace(precision=precision, strategy=SimpleNamespace(root_device=torch.device("cpu")))
+    dm.setup("fit")
+    X_train = dm._device_splits.X_train
+    order = np.random.default_rng(0).permutation(1797)
+    rows = load_digits().data[order[:1797 - 250 - 250]]  # (1297, 64) float64, the train split
+    expected = rows - rows.mean(axis=0, keepdims=True)  # the mean image subtracted in float64
+    assert X_train.dtype == dtype
+    assert_close_report("X_train", X_train, torch.from_numpy(expected).to(dtype), rtol=1e-13, atol=1e-13)

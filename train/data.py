@@ -29,7 +29,8 @@ import torch
 from torch_impl.validation import check_positive_int, check_split
 from train.step_blocks import StepBlock
 
-# Lightning's "true" precisions keep data in that dtype; the mixed ones keep float32 inputs.
+# Lightning's "true" precisions keep data in that dtype; the mixed ones and 32-true train on float32 inputs.
+TRAINING_DTYPE = torch.float32
 PRECISION_DTYPES = {"64-true": torch.float64, "64": torch.float64, "16-true": torch.float16,
                     "bf16-true": torch.bfloat16}
 
@@ -231,12 +232,13 @@ class ArrayDataModule(L.LightningDataModule):
         return self.splits.image_shape
 
     def setup(self, stage=None):
-        """Move every split to the trainer's device once, in the dtype of a "true" precision (e.g. 64-true)."""
+        """Move every split to the trainer's device once, in the dtype of a "true" precision (e.g. 64-true), else
+        float32: a 64-true run sees the float64 preprocessing, never features rounded to float32."""
         s = self.splits
-        device, dtype = torch.device("cpu"), s.X_train.dtype
+        device, dtype = torch.device("cpu"), TRAINING_DTYPE
         if self.trainer is not None:
             device = self.trainer.strategy.root_device
-            dtype = PRECISION_DTYPES.get(str(self.trainer.precision), dtype)
+            dtype = PRECISION_DTYPES.get(str(self.trainer.precision), TRAINING_DTYPE)
         move_X = lambda t: None if t is None else t.to(device=device, dtype=dtype)
         move_y = lambda t: None if t is None else t.to(device=device, dtype=torch.int64)
         self._device_splits = ArraySplits(move_X(s.X_train), move_y(s.y_train), move_X(s.X_val), move_y(s.y_val),
@@ -309,7 +311,7 @@ class DigitsDataModule(ArrayDataModule):
     """scikit-learn's bundled 8x8 digits (1,797 images, 0..16 grey levels, no download), the CLI's default.
 
     A seeded permutation splits them into 1,297 train / num_val val / num_test test; the train mean image is
-    subtracted. Features: (N, 64) float32; image_shape (1, 8, 8).
+    subtracted in float64 (``setup`` casts to the run's dtype). Features: (N, 64) float64; image_shape (1, 8, 8).
 
     Args:
         batch_size: examples per SGD step, drawn with replacement.
@@ -331,7 +333,7 @@ class DigitsDataModule(ArrayDataModule):
         from sklearn.datasets import load_digits
 
         digits = load_digits()
-        X = torch.as_tensor(digits.data, dtype=torch.float32)  # (1797, 64)
+        X = torch.as_tensor(digits.data, dtype=torch.float64)  # (1797, 64)
         y = torch.as_tensor(digits.target, dtype=torch.int64)  # (1797,)
         order = torch.from_numpy(np.random.default_rng(self.split_seed).permutation(X.shape[0]))
         n_tr = X.shape[0] - self.num_val - self.num_test
@@ -342,7 +344,7 @@ class DigitsDataModule(ArrayDataModule):
 
 
 def make_spiral(num_per_class, num_classes, rng, noise=0.2):
-    """The cs231n case study's spiral: X (K*N, 2) float32, y (K*N,) int64; arm j has radii 0..1, angles
+    """The cs231n case study's spiral: X (K*N, 2) float64, y (K*N,) int64; arm j has radii 0..1, angles
     j*4..(j+1)*4 plus noise * randn."""
     X = np.zeros((num_per_class * num_classes, 2))
     y = np.zeros(num_per_class * num_classes, dtype=np.int64)
@@ -352,7 +354,7 @@ def make_spiral(num_per_class, num_classes, rng, noise=0.2):
         t = np.linspace(j * 4, (j + 1) * 4, num_per_class) + rng.standard_normal(num_per_class) * noise  # theta
         X[ix] = np.c_[r * np.sin(t), r * np.cos(t)]
         y[ix] = j
-    return torch.as_tensor(X, dtype=torch.float32), torch.from_numpy(y)
+    return torch.from_numpy(X), torch.from_numpy(y)
 
 
 class SpiralDataModule(ArrayDataModule):
