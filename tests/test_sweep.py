@@ -66,6 +66,16 @@ def test_config_file_is_the_embedded_default():
     assert from_file == defaults
 
 
+def test_cs231n_grid_config_runs_every_point_once(tmp_path, capsys):
+    """configs/sweep_grid.yaml, as shipped: 18 grid points, each trained once, best.yaml written."""
+    out = str(tmp_path)
+    assert sweep.main(["--config", str(ROOT / "configs" / "sweep_grid.yaml"), "--output_dir", out]) == 0
+    rows = read_trials_csv(tmp_path / "digits_grid" / "trials.csv")
+    points = {(r["learning_rate"], r["reg"], r["hidden_size"]) for r in rows}
+    assert len(rows) == 18 and len(points) == 18
+    assert "best val acc = " in capsys.readouterr().out and (tmp_path / "digits_grid" / "best.yaml").is_file()
+
+
 @pytest.mark.parametrize("views", [1, 2])
 def test_batched_trials_follow_fits_trajectory_float64(tmp_path, monkeypatch, capsys, views):
     """Trial 0 trained in a batch of two (another H, lr, momentum beside it) ends where fit ends: same init,
