@@ -91,7 +91,8 @@ def test_digits_split_and_preprocessing():
     assert (s.X_train.shape, s.X_val.shape, s.X_test.shape) == ((1297, 64), (250, 64), (250, 64))
     assert s.X_train.dtype == torch.float64 and s.y_train.dtype == torch.int64  # preprocessed in float64
     assert (dm.input_size, dm.num_classes, dm.num_train, dm.image_shape) == (64, 10, 1297, (1, 8, 8))
-    assert_close_report("train mean image", s.X_train.mean(dim=0), torch.zeros(64, dtype=torch.float64), rtol=0, atol=1e-12)
+    zeros = torch.zeros(64, dtype=torch.float64)
+    assert_close_report("train mean image", s.X_train.mean(dim=0), zeros, rtol=0, atol=1e-12)
     assert s.X_val.mean().abs() < 0.5  # shifted by the same (train) mean
     other = DigitsDataModule(split_seed=1).splits
     assert not torch.equal(other.y_val, s.y_val)
