@@ -194,7 +194,8 @@ def fit(tmp_path, name, max_epochs, ckpt_path=None, steps_per_call=1):
     model = TwoLayerNetModule(input_size=6, num_classes=3, hidden_size=8, std=0.3, learning_rate=0.05, momentum=0.9,
                               learning_rate_decay=0.9, steps_per_call=steps_per_call)
     trainer = L.Trainer(max_epochs=max_epochs, default_root_dir=tmp_path / name, logger=False,
-                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0)
+                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                        num_sanity_val_steps=0)
     trainer.fit(model, ViewsDataModule(), ckpt_path=ckpt_path)
     return trainer, model
 

@@ -20,7 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -50,18 +49,6 @@ STEPWISE_64 = ["--trainer.precision", "64-true", "--model.steps_per_call", "1", 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": ""}
 
 
-class PauseAtStep(L.Callback):
-    """At the start of the training_step that begins at global step ``step``: write ``paused_at_<step>``, sleep."""
-
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == self.step:
-            Path(f"paused_at_{self.step}").write_text(str(os.getpid()))
-            time.sleep(600)
-
-
 def fit(cwd, *args, epochs=EPOCHS, plots=False):
     """``python -m train fit`` (the default config) in cwd, in this process; returns the LightningCLI."""
     threads = torch.get_num_threads()  # the config sets 1; the other tests keep theirs
@@ -79,7 +66,7 @@ def kill_at(cwd, step, *args):
     """``python -m train fit`` in a subprocess, SIGKILLed at the start of ``step``; returns the last.ckpt dict."""
     proc = subprocess.Popen([sys.executable, "-m", "train", "fit", "--trainer.max_epochs", str(EPOCHS),
                              "--plots.enabled", "false", *QUIET, *args,
-                             "--trainer.callbacks+=tests.test_resume_precision.PauseAtStep",
+                             "--trainer.callbacks+=tests.test_resume.PauseAtStep",
                              "--trainer.callbacks.step", str(step)],
                             cwd=cwd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     marker, deadline = Path(cwd) / f"paused_at_{step}", time.monotonic() + 300
