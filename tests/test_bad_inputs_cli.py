@@ -82,7 +82,7 @@ class BrokenDigits(DigitsDataModule):
 
 
 @pytest.mark.parametrize("defect,needle", [
-    ("nan", "train X: got shape (1297, 64) torch.float32 on cpu with 1 NaN"),
+    ("nan", "train X: got shape (1297, 64) torch.float64 on cpu with 1 NaN"),
     ("label", "val y: got labels in [0, 10]; expected labels in [0, 10)"),
     ("width", "val X"),
 ])

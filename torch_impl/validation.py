@@ -84,9 +84,11 @@ def _raise_nonfinite(tensors):
         finite = torch.isfinite(t)  # same shape as t
         if not bool(finite.all()):
             first = tuple(int(i) for i in torch.nonzero(~finite)[0])
+            # NaN/Inf in a weight is what divergence leaves; in the data it is the data's own defect
+            hint = DIVERGED_HINT if name in ("W", "W1", "b1", "W2", "b2") else "the data holds them: clean it"
             raise ValueError(f"{name}: got {describe(t)} with {int(torch.isnan(t).sum())} NaN and "
                              f"{int(torch.isinf(t).sum())} Inf entries (first at index {first}); expected finite "
-                             f"values ({DIVERGED_HINT})")
+                             f"values ({hint})")
 
 
 def _finite_flags(tensors):
