@@ -9,7 +9,8 @@ The files, in reading order:
     autograd_twin.py             the plain-autograd versions they are proven equal to
     backward_ops.py              the pieces the Functions and the fused step share (forward, formulas (4), (5))
     fused_step.py                fused_sgd_step: a whole SGD step without autograd, the update inside the GEMMs
-    cuda_graph.py                GraphedSGDSteps: K SGD steps captured in one CUDA graph
+    cuda_graph.py                GraphedSteps (tables, position counter, capture, replay) and GraphedSGDSteps:
+                                 K SGD steps captured in one CUDA graph
     batched.py                   M nets in one step (the sweep)
     validation.py                the input checks, one clear line per bad argument
 

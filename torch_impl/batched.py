@@ -44,7 +44,10 @@ GraphedBatchedSteps replays K batched steps from one CUDA graph.
 import torch
 import torch.nn.functional as F
 
-NAMES = ("W1", "b1", "W2", "b2")
+from torch_impl.cuda_graph import GraphedSteps
+from torch_impl.neural_net import PARAM_NAMES
+
+NAMES = PARAM_NAMES  # the order of the stacked parameters
 
 
 def _per_net(name, values, M, dtype, device):
@@ -308,7 +311,7 @@ def stacked_loss(X, y, W1, b1, W2, b2, reg):
     return (data + reg * l2).sum()
 
 
-class GraphedBatchedSteps:
+class GraphedBatchedSteps(GraphedSteps):
     """K batched steps captured in one CUDA graph and replayed: the GPU fast path of the sweep.
 
     Everything a step reads lives at a fixed address: the split X (N, D), y (N,) on the GPU, an epoch's batch
@@ -325,76 +328,23 @@ class GraphedBatchedSteps:
     ``drop`` on the nets changes every tensor's shape: make a new GraphedBatchedSteps after it.
     """
 
-    device_type = "cuda"  # what torch.cuda.CUDAGraph captures (tests stand in an eager replay on "cpu")
-
     def __init__(self, nets, X, y):
-        if X.device.type != self.device_type:
-            raise ValueError(f"X: got a tensor on {X.device}; expected a {self.device_type} tensor (a CUDA graph)")
+        super().__init__(X, y)
         nets._check_batch(X, y)
-        self.nets, self.X, self.y = nets, X, y
-        self.pos = torch.zeros((), dtype=torch.int64, device=X.device)  # batch of the next step
-        self.indices = self.lrs = None  # static tables, set by load_epoch
-        self.graphs = {}  # count -> (torch.cuda.CUDAGraph, its losses (count, M))
-        self._host_pos = None  # where pos stands after the last replay (None: unknown)
+        self.nets = nets
+
+    @property
+    def dtype(self):
+        return self.nets.W1.dtype
+
+    def lr_table_shape(self, num_batches):
+        return (num_batches, self.nets.num_nets)
 
     def state(self):
         """Every tensor a step writes: the parameters, momentum buffers and the position counter."""
         n = self.nets
         return [n.W1, n.b1, n.W2, n.b2, *(n.buffers or []), self.pos]
 
-    def load_epoch(self, indices, lrs):
-        """Copy an epoch's tables into the static buffers: indices (num_batches, B) int64, lrs (num_batches, M)."""
-        M = self.nets.num_nets
-        if indices.dim() != 2 or lrs.shape != (indices.shape[0], M):
-            raise ValueError(f"lrs: got shape {tuple(lrs.shape)}; expected ({indices.shape[0]}, {M}), one lr per "
-                             "batch of the epoch and net")
-        if self.indices is None:
-            self.indices = torch.empty_like(indices, device=self.X.device)
-            self.lrs = torch.empty(lrs.shape, dtype=self.nets.W1.dtype, device=self.X.device)
-        if indices.shape != self.indices.shape:
-            raise ValueError(f"indices: got shape {tuple(indices.shape)}; expected {tuple(self.indices.shape)}, "
-                             "the shape the graphs were captured with")
-        self.indices.copy_(indices, non_blocking=True)
-        self.lrs.copy_(lrs, non_blocking=True)
-
-    def _steps(self, count, losses):
-        """The captured body: ``count`` batched steps (see the class docstring)."""
-        for j in range(count):
-            at = self.pos.view(1)  # (1,)
-            idx = self.indices.index_select(0, at).view(-1)  # (B,)
-            X_b, y_b = self.X.index_select(0, idx), self.y.index_select(0, idx)  # (B, D), (B,)
-            losses[j].copy_(self.nets.step(X_b, y_b, self.lrs.index_select(0, at).view(-1)))
-            self.pos.add_(1)
-
-    def _capture(self, count):
-        """Warm up on a side stream (state restored afterwards), then capture ``count`` steps."""
-        saved = [t.clone() for t in self.state()]
-        losses = torch.empty(count, self.nets.num_nets, dtype=self.nets.W1.dtype, device=self.X.device)
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            self._steps(1, losses)  # cuBLAS handles, lazy inits
-        torch.cuda.current_stream().wait_stream(side)
-        for t, s in zip(self.state(), saved):
-            t.copy_(s)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self._steps(count, losses)
-        return graph, losses
-
-    def run(self, first, count):
-        """Replay ``count`` steps on batches first .. first + count - 1 of the loaded epoch; returns (count, M)."""
-        if self.indices is None:
-            raise ValueError("load_epoch(indices, lrs) must come before run()")
-        if not 0 <= first <= first + count <= self.indices.shape[0] or count < 1:
-            raise ValueError(f"first={first}, count={count}: expected 0 <= first, count >= 1 and first + count <= "
-                             f"{self.indices.shape[0]} (the epoch's batches)")
-        if count not in self.graphs:
-            self.graphs[count] = self._capture(count)
-            self._host_pos = None
-        if self._host_pos != first:
-            self.pos.fill_(first)  # a new epoch or a resume: one small kernel, no host sync
-        graph, losses = self.graphs[count]
-        graph.replay()
-        self._host_pos = first + count
-        return losses
+    def _step(self, X_b, y_b, lr):
+        """One batched step; lr: (M,) this step's learning rates. Returns the (M,) losses."""
+        return self.nets.step(X_b, y_b, lr)
