@@ -1,4 +1,5 @@
 # The two commands of the README: `make test` and `make fit`. Each builds .venv on first use.
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu installs torch's CPU build first (no CUDA libraries).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,6 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
+	$(if $(TORCH_INDEX),$(BIN)/python -m pip install torch torchvision --index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install -e '.[test]'
 	touch $(STAMP)
 

@@ -175,7 +175,7 @@ class TwoLayerCLI(LightningCLI):
                              "step_checkpoint.every_n_train_steps": 100,
                              "step_checkpoint.enable_version_counter": False})
         # K SGD steps per Lightning training_step on the fused step path: Lightning's per-step hooks are paid once
-        # per block (README, Performance: fit_fused against fit_front_door)
+        # per block (docs/performance.md: fit_fused against fit_front_door)
         parser.set_defaults({"model.steps_per_call": FIT_STEPS_PER_CALL})
         parser.add_lightning_class_args(DivergenceGuard, "divergence")
         parser.add_lightning_class_args(TrainingPlots, "plots")
