@@ -1,4 +1,4 @@
-"""``python -m train sweep`` (train/sweep.py): the batched trials follow fit's trajectory, the study's outputs,
+"""``python -m train sweep`` (train/sweep*.py): the batched trials follow fit's trajectory, the study's outputs,
 fit --config best.yaml reproducing the best val acc, an interrupted sweep continuing, two processes sharing a
 storage, the grid sampler, pruning, divergence and bad settings.
 
@@ -19,7 +19,7 @@ import torch
 import yaml
 
 from tests.helpers import FLOAT64_TOL, assert_close_report
-from train import sweep
+from train import sweep, sweep_study, sweep_train
 from train.cli import run_cli
 from train.data import DigitsDataModule
 
@@ -43,7 +43,10 @@ class TwoViewDigits(DigitsDataModule):
         return dataclasses.replace(s, X_train=X, y_train=s.y_train.repeat(2), train_views=2)
 
 
-def digits_splits(dtype, data=sweep.DEFAULT_DATA):
+DEFAULT_DATA = yaml.safe_load((ROOT / "train" / "configs" / "sweep_digits.yaml").read_text())["data"]
+
+
+def digits_splits(dtype, data=DEFAULT_DATA):
     """The data module's splits as the sweep holds them (on the CPU, in ``dtype``)."""
     dm = sweep.instantiate_data(data)
     s = dm.splits
@@ -84,10 +87,10 @@ def test_batched_trials_follow_fits_trajectory_float64(tmp_path, monkeypatch, ca
     trial = {"learning_rate": 0.1, "reg": 3e-3, "hidden_size": 20, "momentum": 0.9, "learning_rate_decay": 0.9,
              "max_epochs": 3}
     other = {**trial, "learning_rate": 0.3, "hidden_size": 33, "momentum": 0.0, "max_epochs": 2}
-    data = sweep.DEFAULT_DATA if views == 1 else {**sweep.DEFAULT_DATA, "class_path": f"{__name__}.TwoViewDigits"}
+    data = DEFAULT_DATA if views == 1 else {**DEFAULT_DATA, "class_path": f"{__name__}.TwoViewDigits"}
     dm, splits = digits_splits(torch.float64, data)
     assert splits.train_views == views and dm.num_train == 1297
-    outcomes = sweep.train_together([trial, other], splits, {"std": 1e-4, "init_seed": 0, "lr_schedule": "epoch"},
+    outcomes = sweep_train.train_together([trial, other], splits, {"std": 1e-4, "init_seed": 0, "lr_schedule": "epoch"},
                                     dm.batch_size, dm.seed)
     assert [o.state for o in outcomes] == ["complete", "complete"] and outcomes[0].epochs == 3
 
@@ -108,9 +111,9 @@ def test_diverged_and_pruned_trials_leave_the_batch():
     base = {"learning_rate": 0.2, "reg": 1e-3, "hidden_size": 10, "momentum": 0.0, "learning_rate_decay": 1.0,
             "max_epochs": 3}
     trials = [base, {**base, "learning_rate": 1e6, "momentum": 0.9}, {**base, "hidden_size": 30}]
-    alone = sweep.train_together([base], splits, {"std": 1e-4, "init_seed": 0, "lr_schedule": "epoch"},
+    alone = sweep_train.train_together([base], splits, {"std": 1e-4, "init_seed": 0, "lr_schedule": "epoch"},
                                  dm.batch_size, dm.seed)[0]
-    outcomes = sweep.train_together(trials, splits, {"std": 1e-4, "init_seed": 0, "lr_schedule": "epoch"},
+    outcomes = sweep_train.train_together(trials, splits, {"std": 1e-4, "init_seed": 0, "lr_schedule": "epoch"},
                                     dm.batch_size, dm.seed, on_epoch_end=lambda i, epoch, acc: i == 2)
     assert outcomes[1].state == "diverged" and outcomes[1].diverged_at_step is not None
     assert outcomes[2].state == "pruned" and outcomes[2].epochs == 1
@@ -130,10 +133,10 @@ def test_graph_path_replayed_eagerly_on_cpu_equals_the_eager_path(monkeypatch):
             "max_epochs": 3}
     trials = [base, {**base, "learning_rate": 1e6, "momentum": 0.9}, {**base, "hidden_size": 30, "max_epochs": 2}]
     model = {"std": 1e-4, "init_seed": 0, "lr_schedule": "epoch"}
-    eager = sweep.train_together(trials, splits, model, dm.batch_size, dm.seed)
+    eager = sweep_train.train_together(trials, splits, model, dm.batch_size, dm.seed)
     monkeypatch.setattr(GraphedBatchedSteps, "device_type", "cpu")
     monkeypatch.setattr(GraphedBatchedSteps, "_capture", eager_capture)
-    graphed = sweep.train_together(trials, splits, model, dm.batch_size, dm.seed, graph=True)
+    graphed = sweep_train.train_together(trials, splits, model, dm.batch_size, dm.seed, graph=True)
     assert [o.state for o in graphed] == [o.state for o in eager] == ["complete", "diverged", "complete"]
     assert graphed[1].diverged_at_step == eager[1].diverged_at_step
     for g, e in zip(graphed, eager):
@@ -171,19 +174,19 @@ def test_sweep_writes_outputs_and_continues_where_it_stopped(tmp_path, capsys):
 
 
 def test_a_trial_left_running_by_a_killed_sweep_is_run_again(tmp_path, monkeypatch):
-    monkeypatch.setattr(sweep, "HEARTBEAT_INTERVAL_S", 1)
-    monkeypatch.setattr(sweep, "HEARTBEAT_GRACE_S", 1)
+    monkeypatch.setattr(sweep_study, "HEARTBEAT_INTERVAL_S", 1)
+    monkeypatch.setattr(sweep_study, "HEARTBEAT_GRACE_S", 1)
     out = tmp_path / "logs"
     cfg = sweep.parse_config([*TINY, "--output_dir", str(out)])
     (out / "digits").mkdir(parents=True)
-    storage = sweep.make_storage(cfg, out / "digits")
+    storage = sweep_study.make_storage(cfg, out / "digits")
     study = optuna.create_study(study_name="digits", storage=storage, direction="maximize")
     killed = study.ask()  # a sweep that asked, sampled, sent one heartbeat, and died
-    params = sweep.suggest(killed, cfg.space)
+    params = sweep_study.suggest(killed, cfg.space)
     storage.record_heartbeat(killed._trial_id)
     time.sleep(2.5)
     assert sweep.main([*TINY, "--n_trials", "3", "--output_dir", str(out)]) == 0
-    trials = optuna.load_study(study_name="digits", storage=sweep.make_storage(cfg, out / "digits")).trials
+    trials = optuna.load_study(study_name="digits", storage=sweep_study.make_storage(cfg, out / "digits")).trials
     states = [t.state.name for t in trials]
     assert states[0] == "FAIL" and states[1:].count("COMPLETE") == 3 and "RUNNING" not in states
     assert any(t.params == params and t.state.name == "COMPLETE" for t in trials[1:])  # the retry
@@ -206,14 +209,22 @@ def test_grid_sampler_runs_every_point_once_under_the_median_pruner(tmp_path):
     (["--space.learning_rate", "{low: 1.0, high: 0.1}"], "error: space.learning_rate: got low=1.0, high=0.1"),
     (["--sampler", "grid"], "error: space.learning_rate: got a range; the grid sampler needs a list"),
     (["--n_trials", "0"], "error: n_trials: got 0; expected an integer >= 1"),
-    (["--space.hidden_size", "[0, 10]"], "error: space.hidden_size: got [0, 10]; expected integers >= 1"),
+    (["--space.hidden_size", "[0, 10]"], "error: space.hidden_size: got [0, 10]; expected every value an integer"),
+    (["--space.learning_rate", "[-0.1]"], "error: space.learning_rate: got [-0.1]; expected every value > 0"),
+    (["--space.learning_rate", "{low: -0.1, high: 0.1, log: false}"], "error: space.learning_rate: got low=-0.1, "
+                                                                      "high=0.1; expected the whole range > 0"),
+    (["--space.momentum", "[1.5]"], "error: space.momentum: got [1.5]; expected every value in [0, 1)"),
+    (["--space.momentum", "{low: 0.5, high: 1.0}"], "error: space.momentum: got low=0.5, high=1.0; expected"),
+    (["--space.reg", "[-0.001]"], "error: space.reg: got [-0.001]; expected every value >= 0"),
+    (["--space.learning_rate_decay", "[0.0]"], "error: space.learning_rate_decay: got [0.0]; expected every value"),
     (["--trainer", "{precision: 16-mixed}"], "error: trainer.precision: got '16-mixed'; expected 32-true or"),
     (["--trainer", "{max_steps: 50}"], "error: trainer.max_steps: got 50; expected it unset"),
 ])
-def test_bad_settings_end_with_one_error_line(tmp_path, capsys, args, message):
+def test_bad_settings_end_with_one_error_line_before_any_trial_exists(tmp_path, capsys, args, message):
     assert sweep.main([*TINY, *args, "--output_dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(message), err
+    assert not (tmp_path / "digits").exists()  # refused before the study (or its folder) was made
 
 
 def run_sweep_process(cwd, *args):
@@ -239,11 +250,11 @@ def test_two_processes_share_one_storage_without_losing_or_repeating_a_trial(tmp
     results = [p.communicate(timeout=600) for p in procs]
     for p, (out, err) in zip(procs, results):
         assert p.returncode == 0, f"{out}\n{err}"
-    trials = optuna.load_study(study_name="digits", storage=sweep.make_storage(
+    trials = optuna.load_study(study_name="digits", storage=sweep_study.make_storage(
         sweep.parse_config(["--storage", storage]), tmp_path)).trials
     numbers = [t.number for t in trials]
     assert numbers == list(range(len(trials)))  # every trial once
-    assert 12 <= len(trials) <= 13  # two asks racing for the last slot may add one (see train/sweep.py)
+    assert 12 <= len(trials) <= 13  # two asks racing for the last slot may add one (see train/sweep_study.py)
     assert {t.state.name for t in trials} <= {"COMPLETE", "FAIL"}  # none left running
     assert all(t.state.name == "COMPLETE" or "diverged_at_step" in t.user_attrs for t in trials)
     assert all(t.user_attrs["epochs"] == 2 for t in trials if t.state.name == "COMPLETE")
