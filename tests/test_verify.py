@@ -26,6 +26,7 @@ from reference_numpy import softmax as ref_softmax
 from reference_numpy.gradient_check import eval_numerical_gradient_array
 from tests.helpers import assert_close_report
 from verify import cases as verify_cases
+from verify import job
 from verify.checks import check_file, write_job
 from verify.cli import main
 from verify.hints import pieces
@@ -533,3 +534,36 @@ def test_layer_references_are_cs231n_numeric_gradients(N, M, seed):
             return forward(x, w, b)["out"]
         num = eval_numerical_gradient_array(f, arg, dout)
         assert_close_report(name, got[name], num, rtol=1e-6, atol=1e-8)
+
+
+# ---- the wire format between parent and child (verify/job.py) ----
+
+def test_job_round_trips_every_kind(tmp_path):
+    path = job.write_job(tmp_path)
+    cases, seed = job.read_job(path)
+    assert seed is None and job.read_seed(path) is None
+    assert set(cases) == set(verify_cases.CASE_BUILDERS)
+    for kind, got in cases.items():
+        want = verify_cases.cases_for(kind)
+        assert [c.name for c in got] == [c.name for c in want] and [c.reg for c in got] == [c.reg for c in want]
+        for g, w in zip(got, want):
+            assert g.arrays.keys() == w.arrays.keys()
+            assert all(np.array_equal(g.arrays[k], w.arrays[k]) and g.arrays[k].dtype == w.arrays[k].dtype
+                       for k in w.arrays)
+
+
+def test_child_argv_result_and_events_round_trip(tmp_path):
+    argv = job.child_argv(tmp_path / "cases.npz", tmp_path, "hw/softmax.py", None, "svm", 2**30, {"b", "a"}, 7)
+    assert all(isinstance(a, str) for a in argv)
+    args = job.parse_child_argv(argv)
+    assert args == (str(tmp_path / "cases.npz"), str(tmp_path), "hw/softmax.py", None, "svm", 2**30,
+                    frozenset({"a", "b"}), 7)
+    arrays = {job.out_key(0, "loss"): np.array(1.5), job.fd_key(3, "W1"): np.arange(4.0),
+              job.dir_key(3, "W1"): np.ones((4, 2, 3))}
+    job.write_result(tmp_path / "t.npz", {"cases": [{"note": None}]}, arrays)
+    meta, back = job.read_result(tmp_path / "t.npz")
+    assert meta == {"cases": [{"note": None}]} and back.keys() == arrays.keys()
+    assert all(np.array_equal(back[k], v) for k, v in arrays.items())
+    line = job.event_line("loaded", targets=[["f", "softmax", None]])
+    assert line.endswith("\n") and job.parse_event(line) == {"event": "loaded", "targets": [["f", "softmax", None]]}
+    assert job.parse_event('{"event": "mine"}') is None and job.parse_event("not json") is None

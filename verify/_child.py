@@ -1,4 +1,5 @@
-"""The child process that runs someone's code: ``python -c "...verify._child.main()" JOB OUT WHERE [NAME]``.
+"""The child process that runs someone's code: ``python -c "...verify._child.main()" JOB OUT WHERE NAME ...``
+(the fields and files are verify/job.py's).
 
 It imports NumPy and the student's file, never torch (unless the student's code does), runs every target found on
 the cases in JOB (an .npz written by the parent, read with allow_pickle=False), and writes each target's outputs
@@ -9,7 +10,6 @@ For every case it records the target's outputs (loss, gradients, scores, ...) an
 finite differences of the target's *own* loss along a few directions: (L(p + h v) - L(p - h v)) / 2h. The parent
 compares them with the target's own gradient <g, v> and with torch.autograd; the child judges nothing.
 """
-import json
 import os
 import resource
 import signal
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from verify.cases import Case
+from verify import job as wire
 from verify.kinds import KINDS, KNOWN_NAMES, Unsupported, binds, detect_kind, parameter_names
 from verify.loading import assignment_root, explain, import_target
 
@@ -270,20 +270,6 @@ def _changed(names, given, arrays):
     return [n for n, g in zip(names, given) if n in arrays and not np.array_equal(_np(g), arrays[n])]
 
 
-def load_cases(job):
-    """{kind: [Case]} from the parent's .npz: keys "kind/i/name/array" plus "kind/i/name/reg"."""
-    data = np.load(job, allow_pickle=False)
-    cases = {}
-    for key in data.files:
-        kind, i, name, field = key.split("/")
-        bucket = cases.setdefault(kind, {}).setdefault(int(i), Case(name))
-        if field == "reg":
-            bucket.reg = float(data[key])
-        else:
-            bucket.arrays[field] = data[key]
-    return {k: [v[i] for i in sorted(v)] for k, v in cases.items()}
-
-
 def targets_in(module, name, kind_override):
     """[(name, kind or None, error line or None)] for NAME, or for every known name the module defines."""
     if name:
@@ -332,12 +318,12 @@ def run_target(name, kind, module, cases, root):
                 if v is None:
                     entry["nones"].append(q)
                 else:
-                    arrays[f"{i}/out/{q}"] = v
+                    arrays[wire.out_key(i, q)] = v
             if runner.kind.params and "loss" not in entry["nones"]:
                 try:
                     fds = runner.finite_differences(case, outs)
                     for p, (fd, dirs) in fds.items():
-                        arrays[f"{i}/fd/{p}"], arrays[f"{i}/dir/{p}"] = fd, dirs
+                        arrays[wire.fd_key(i, p)], arrays[wire.dir_key(i, p)] = fd, dirs
                 except BadCall as e:
                     entry["fd_note"] = e.line
         except BadCall as e:
@@ -356,17 +342,15 @@ def _limit_resources(max_memory):
 
 
 def main(argv=None):
-    """argv: JOB OUT WHERE NAME KIND MAX_MEMORY SKIP FD (NAME/KIND "-" for none; SKIP comma-separated names;
-    FD the progress pipe)."""
-    job, out_dir, where, name, kind, max_memory, skip, fd = argv or sys.argv[1:9]
-    name, kind = (None if name == "-" else name), (None if kind == "-" else kind)
-    skip = set(filter(None, skip.split(",")))
-    _limit_resources(int(max_memory))
-    progress = os.fdopen(int(fd), "w", buffering=1)
-    emit = lambda **event: progress.write(json.dumps(event) + "\n")
+    """argv: the fields of verify.job.child_argv (JOB OUT WHERE NAME KIND MAX_MEMORY SKIP FD)."""
+    args = wire.parse_child_argv(argv or sys.argv[1:])
+    _limit_resources(args.max_memory)
+    progress = os.fdopen(args.fd, "w", buffering=1)
+    emit = lambda event, **fields: progress.write(wire.event_line(event, **fields))
     warnings.simplefilter("ignore")
     np.seterr(all="ignore")
-    cases = load_cases(job)
+    cases, _ = wire.read_job(args.job)
+    where = args.where
     root = assignment_root(where) if where.endswith(".py") else None
     root = root or (Path(where).resolve().parent if where.endswith(".py") else Path.cwd())
     try:
@@ -375,24 +359,22 @@ def main(argv=None):
         status, line = explain(e, root)
         if status == "FAIL" and not isinstance(e, (SystemExit, MemoryError, KeyboardInterrupt)):
             status, line = "ERROR", f"cannot be imported: {line}"
-        emit(event="load_error", status=status, message=line)
+        emit("load_error", status=status, message=line)
         return
     try:
-        targets = targets_in(module, name, kind)
+        targets = targets_in(module, args.name, args.kind)
     except BadCall as e:
-        emit(event="load_error", status=e.status, message=e.line)
+        emit("load_error", status=e.status, message=e.line)
         return
-    emit(event="loaded", targets=[[n, k, err] for n, k, err in targets])
+    emit("loaded", targets=[[n, k, err] for n, k, err in targets])
     for n, k, err in targets:
-        if err is not None or n in skip:
+        if err is not None or n in args.skip:
             continue
-        emit(event="start", name=n)
+        emit("start", name=n)
         try:
             result = run_target(n, k, module, cases[k], root)
         except BadCall as e:
             result = {"arrays": {}, "meta": {"error": e.line, "status": e.status}}
-        arrays = {key.replace("/", "|"): v for key, v in result["arrays"].items()}
-        path = Path(out_dir) / f"{n}.npz"
-        np.savez(path, meta=np.array(json.dumps(result["meta"])), **arrays)
-        emit(event="done", name=n)
-    emit(event="finished")  # the parent need not wait for threads or atexit handlers the student's code left
+        wire.write_result(Path(args.out) / f"{n}.npz", result["meta"], result["arrays"])
+        emit("done", name=n)
+    emit("finished")  # the parent need not wait for threads or atexit handlers the student's code left

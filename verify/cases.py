@@ -139,6 +139,8 @@ CASE_BUILDERS = {
 }
 
 
-def cases_for(kind):
+def cases_for(kind, seed=None):
     """The cases of one kind of target (a fresh list: callers may not change them)."""
+    if seed is not None:
+        raise ValueError("seed: reseeded cases are not available yet")
     return CASE_BUILDERS[kind]()

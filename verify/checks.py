@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from verify.cases import CASE_BUILDERS, LARGE, cases_for
+from verify.cases import LARGE, cases_for
 from verify.hints import UNIMPLEMENTED, diagnose
+from verify.job import dir_key, fd_key, out_key, read_seed, write_job  # noqa: F401 (write_job: public here too)
 from verify.kinds import CONVENTIONS, KINDS, REG_FACTOR
 from verify.sandbox import Limits, run_file
 
@@ -92,37 +93,26 @@ class TargetResult:
         return "; ".join(self.hints.get("stability", []))
 
 
-def write_job(folder):
-    """Write every kind's cases to folder/cases.npz (the child's input) and return its path."""
-    arrays = {}
-    for kind in CASE_BUILDERS:
-        for i, case in enumerate(cases_for(kind)):
-            arrays[f"{kind}/{i}/{case.name}/reg"] = np.array(case.reg)
-            arrays.update({f"{kind}/{i}/{case.name}/{k}": v for k, v in case.arrays.items()})
-    path = f"{folder}/cases.npz"
-    np.savez(path, **arrays)
-    return path
-
-
 _REFERENCES, _REFERENCES_LOCK = {}, threading.Lock()
 
 
-def references(kind, convention):
-    """(cases, [reference per case]) of one kind under one convention: autograd runs once per process."""
+def references(kind, convention, seed=None):
+    """(cases, [reference per case]) of one kind under one convention, for the cases of a seed (None: the fixed
+    ones): autograd runs once per process and seed."""
     with _REFERENCES_LOCK:
-        if (kind, convention) not in _REFERENCES:
+        if (kind, convention, seed) not in _REFERENCES:
             from verify.references import reference  # torch: imported on first use, while a child runs
 
-            cases = cases_for(kind)
-            _REFERENCES[kind, convention] = cases, [reference(kind, c, convention) for c in cases]
-        return _REFERENCES[kind, convention]
+            cases = cases_for(kind, seed)
+            _REFERENCES[kind, convention, seed] = cases, [reference(kind, c, convention) for c in cases]
+        return _REFERENCES[kind, convention, seed]
 
 
-def warm_references():
+def warm_references(seed=None):
     """Every kind's references under every convention it has (the first call imports torch)."""
     for kind, spec in KINDS.items():
         for convention in (("full", "half") if spec.regularized else ("full",)):
-            references(kind, convention)
+            references(kind, convention, seed)
 
 
 def _rel(got, want):
@@ -150,7 +140,7 @@ def _fit_shape(q, got, want, N, shape_notes):
     return None, note, None
 
 
-def detect_convention(kind, cases, outputs, requested):
+def detect_convention(kind, cases, outputs, requested, seed=None):
     """(convention, how) for a regularized kind: the requested one, or the one the target's loss uses on the
     reg > 0 cases (its gradient when the loss fits neither), else the kind's course default."""
     spec = KINDS[kind]
@@ -158,7 +148,7 @@ def detect_convention(kind, cases, outputs, requested):
         return "", ""
     if requested in REG_FACTOR:
         return requested, "given by --reg-convention"
-    wants = {c: references(kind, c)[1] for c in REG_FACTOR}
+    wants = {c: references(kind, c, seed)[1] for c in REG_FACTOR}
     for quantity in ("loss", *[spec.params[p] for p in spec.regularized]):
         votes = set()  # per reg > 0 case: the set of conventions its output fits
         for i, (case, out) in enumerate(zip(cases, outputs)):
@@ -176,7 +166,7 @@ def _own_rows(kind, case, out, arrays, i):
     """Question 1 for one case: the target's gradients against finite differences of its own loss."""
     rows = []
     for p, q in KINDS[kind].params.items():
-        fd, dirs = arrays.get(f"{i}/fd/{p}"), arrays.get(f"{i}/dir/{p}")
+        fd, dirs = arrays.get(fd_key(i, p)), arrays.get(dir_key(i, p))
         g = out.get(q)
         if fd is None or g is None or g.size != case.arrays[p].size:
             continue
@@ -200,12 +190,13 @@ def _looks_unimplemented(kind, metas, outputs):
                                  for out in ran for q in KINDS[kind].quantities)
 
 
-def judge(kind, meta, arrays, requested_convention="auto"):
-    """A TargetResult's kind, status, convention, rows and hints from the child's raw outputs."""
+def judge(kind, meta, arrays, requested_convention="auto", seed=None):
+    """A TargetResult's kind, status, convention, rows and hints from the child's raw outputs on the cases of
+    the seed (None: the fixed cases)."""
     result = TargetResult("", "", kind=kind)
-    cases = cases_for(kind)
+    cases = cases_for(kind, seed)
     metas = meta["cases"]
-    outputs = [{q: arrays[f"{i}/out/{q}"] for q in KINDS[kind].quantities if f"{i}/out/{q}" in arrays}
+    outputs = [{q: arrays[out_key(i, q)] for q in KINDS[kind].quantities if out_key(i, q) in arrays}
                for i in range(len(cases))]
     errors = [m for m in metas if m.get("status") == "ERROR"]
     if errors:  # Python 2 inside the function, a name NumPy removed: not the maths
@@ -220,12 +211,12 @@ def judge(kind, meta, arrays, requested_convention="auto"):
         result.status, result.message = metas[0]["status"] or "FAIL", f"{notes[0]} (in every case)"
         result.rows.append(CheckRow("every case", "call", "course", NAN, COURSE_RTOL, False, notes[0]))
         return result
-    convention, how = detect_convention(kind, cases, outputs, requested_convention)
+    convention, how = detect_convention(kind, cases, outputs, requested_convention, seed)
     result.convention = convention
     if convention:
         text, years = CONVENTIONS[convention]
         result.convention_note = f"{convention}: {text} ({years}); {how}"
-    _, wants = references(kind, convention or "full")
+    _, wants = references(kind, convention or "full", seed)
     shape_notes, fitted, changed = {}, [], {}
     for i, (case, m, out, want) in enumerate(zip(cases, metas, outputs, wants)):
         fit = {}
@@ -321,9 +312,10 @@ def check_file(where, job, name=None, kind=None, reg_convention="auto", limits=N
     """[TargetResult] for every target of a file (or for NAME); a file that cannot be loaded gives one result
     named "(import)" (status ERROR, or FAIL when it exited, hung or ran out of memory while importing)."""
     start = time.perf_counter()
+    seed = read_seed(job)
     with ThreadPoolExecutor(1) as pool:  # the child runs while this process imports torch for the references
         future = pool.submit(run_file, where, job, name=name, kind=kind, limits=limits or Limits())
-        warm_references()
+        warm_references(seed)
         report = future.result()
     common = dict(output_head=report.output_head, output_lines=report.output_lines)
     if report.load_error is not None:
@@ -345,7 +337,7 @@ def check_file(where, job, name=None, kind=None, reg_convention="auto", limits=N
                                         **common))
             continue
         try:
-            result = judge(k, meta, arrays, reg_convention)
+            result = judge(k, meta, arrays, reg_convention, seed)
         except Exception as e:  # a shape of output verify did not foresee: one line, never a traceback
             result = TargetResult(where, n, kind=k, status="ERROR",
                                   message=f"verify could not judge the outputs ({type(e).__name__}: {e}); "

@@ -14,7 +14,6 @@ target (os._exit, a signal, the time limit) gets that target marked, and a fresh
 This is isolation from mistakes, not a security sandbox: the student's code runs with the user's rights and can
 read and write their files. Run code you do not trust in a container.
 """
-import json
 import os
 import select
 import signal
@@ -25,8 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
+from verify import job as wire
 from verify.loading import assignment_root
 
 PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
@@ -151,9 +149,8 @@ def _spawn(where, name, kind, job, out_dir, limits, skip, cwd, log):
     env.pop("PYTHONPATH", None)
     if where.endswith(".py"):
         where = str(Path(where).resolve())  # the child runs in the student's folder
-    argv = [sys.executable, "-c", CHILD_CODE, str(Path(job).resolve()), str(Path(out_dir).resolve()), where,
-            name or "-", kind or "-",
-            str(int(limits.max_memory)), ",".join(sorted(skip)), str(write_fd)]
+    argv = [sys.executable, "-c", CHILD_CODE, *wire.child_argv(Path(job).resolve(), Path(out_dir).resolve(), where,
+                                                                name, kind, limits.max_memory, skip, write_fd)]
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env,
                             pass_fds=(write_fd,), start_new_session=True)
     os.close(write_fd)
@@ -163,9 +160,7 @@ def _spawn(where, name, kind, job, out_dir, limits, skip, cwd, log):
 def _read_result(path):
     """("done", meta, arrays) from a child's result file, or ("died", why) when it cannot be read."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k.replace("|", "/"): data[k] for k in data.files if k != "meta"}
-            return "done", json.loads(str(data["meta"])), arrays
+        return "done", *wire.read_result(path)
     except (OSError, ValueError, KeyError) as e:
         return "died", f"its result could not be read ({type(e).__name__}: the file-size cap?)"
 
@@ -189,12 +184,9 @@ def _events(proc, read_fd, timeout):
         buffer += chunk
         while b"\n" in buffer:
             line, buffer = buffer.split(b"\n", 1)
-            try:
-                event = json.loads(line)
-            except ValueError:
+            event = wire.parse_event(line)
+            if event is None:
                 continue  # not ours: the student's code wrote to the pipe
-            if not isinstance(event, dict) or "event" not in event:
-                continue
             if event["event"] in ("start", "loaded"):
                 deadline = time.monotonic() + timeout  # each target has its own time
             yield event
