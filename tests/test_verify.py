@@ -26,7 +26,7 @@ from reference_numpy import softmax as ref_softmax
 from reference_numpy.gradient_check import eval_numerical_gradient_array
 from tests.helpers import assert_close_report
 from verify import cases as verify_cases
-from verify import job
+from verify import compare, job
 from verify.checks import check_file, write_job
 from verify.cli import main
 from verify.hints import pieces
@@ -567,3 +567,16 @@ def test_child_argv_result_and_events_round_trip(tmp_path):
     line = job.event_line("loaded", targets=[["f", "softmax", None]])
     assert line.endswith("\n") and job.parse_event(line) == {"event": "loaded", "targets": [["f", "softmax", None]]}
     assert job.parse_event('{"event": "mine"}') is None and job.parse_event("not json") is None
+
+
+def test_compare_relative_error_never_passes_nan_or_inf():
+    want = np.array([[0.0, 2.0], [-4.0, 1.0]])
+    assert compare.errors(want + [[0.0, 0.0], [0.0, 4e-3]], want) == pytest.approx((4e-3, 1e-3), rel=1e-12)
+    assert np.isnan(compare.relative_error(np.array([np.nan, 1.0]), np.array([1.0, 1.0])))
+    assert compare.relative_error(np.array([np.inf, 1.0]), np.array([1.0, 1.0])) == np.inf
+    assert compare.relative_error(np.zeros(3), np.zeros(3)) == 0.0
+    assert compare.relative_error(np.ones(3), np.zeros(3)) == np.inf
+    got = compare.to_float64(torch.tensor([1.5, 2.5], dtype=torch.float32))
+    assert got.dtype == np.float64 and compare.relative_error(got, [1.5, 2.5]) == 0.0
+    row = compare.compare("random", "course", "dW", got, [1.5, 2.5], 1e-6)
+    assert row.passed and row.status == "PASS" and (row.quantity, row.check) == ("dW", "course")

@@ -4,6 +4,7 @@ Files in reading order:
 
     cases.py        the fixed float64 cases of every kind (NumPy only)
     kinds.py        cs231n's APIs of every course year, detected by name and signature
+    compare.py      relative error, float64 conversion and the one row type of every table (NumPy only)
     job.py          the wire format between parent and child: the job's case keys, argv, results, events
     loading.py      importing a student's file as their course environment would; one-line import errors
     _child.py       the child process: runs the student's code on the cases, records outputs and finite differences

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from verify import job as wire
+from verify.compare import is_tensor, to_float64
 from verify.kinds import KINDS, KNOWN_NAMES, Unsupported, binds, detect_kind, parameter_names
 from verify.loading import assignment_root, explain, import_target
 
@@ -36,10 +37,6 @@ class BadCall(Exception):
         self.status, self.line = status, line
 
 
-def _is_tensor(x):
-    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
-
-
 LOW_PRECISION = ("float32", "float16", "bfloat16")
 LOW_PRECISION_SEEN = set()  # quantities returned in a low-precision dtype (reported, then compared in float64)
 
@@ -50,14 +47,14 @@ def as_array(value, quantity):
         return None
     if str(getattr(value, "dtype", "")).split(".")[-1] in LOW_PRECISION:
         LOW_PRECISION_SEEN.add(quantity)
-    if _is_tensor(value):
-        return value.detach().cpu().double().numpy()
+    if is_tensor(value):
+        return to_float64(value)
     if isinstance(value, bool) or not isinstance(value, (int, float, np.number, np.ndarray)):
         raise BadCall("FAIL", f"{quantity} is a {type(value).__name__}; expected a number or an array")
     arr = np.asarray(value)
     if not np.issubdtype(arr.dtype, np.number):
         raise BadCall("FAIL", f"{quantity} has dtype {arr.dtype}; expected numbers")
-    return arr.astype(np.float64)
+    return to_float64(arr)
 
 
 class Runner:
@@ -118,7 +115,7 @@ class Runner:
         params = net.params
         for k, v in values.items():
             current = params[k] if k in params.keys() else None
-            if _is_tensor(current):
+            if is_tensor(current):
                 import torch
 
                 if isinstance(current, torch.nn.Parameter):  # an nn.Module's parameters: fill them in place
@@ -156,7 +153,7 @@ class Runner:
             out = self._net_loss(net, case, X, y)
             changed = _changed(["X", "y"], [X, y], a)
             changed += [f"self.params['{n}']" for n in ("W1", "b1", "W2", "b2")
-                        if not np.array_equal(_np(net.params[n]), a[n])]
+                        if not np.array_equal(to_float64(net.params[n]), a[n])]
             if isinstance(out, (tuple, list)) and len(out) == 2 and isinstance(out[0], dict):
                 raise BadCall("FAIL", "returned (grads, loss); the order is (loss, grads)")
             loss, grads = _pair(out, "(loss, grads)")
@@ -189,7 +186,7 @@ class Runner:
         x, y = self._in(a["x"]), self._in(a["y"])
         loss, dx = _pair(self._call(self.obj, x, y), "(loss, dx)")
         changed = _changed(["x", "y"], [x, y], a)
-        shift = _np(x) - a["x"]  # (N, C)
+        shift = to_float64(x) - a["x"]  # (N, C)
         if changed == ["x"] and np.allclose(shift, shift[:, :1], rtol=0, atol=1e-9 * (1 + np.abs(a["x"]).max())):
             changed = ["x (row shift)"]
         return {"loss": as_array(loss, "loss"), "dx": as_array(dx, "dx")}, changed
@@ -245,10 +242,6 @@ def _is_module(obj):
     return torch is not None and isinstance(obj, torch.nn.Module)
 
 
-def _np(x):
-    return x.detach().cpu().double().numpy() if _is_tensor(x) else np.asarray(x)
-
-
 def _what(x):
     return f"a {type(x).__name__}" + (f" of length {len(x)}" if isinstance(x, (tuple, list)) else "")
 
@@ -267,7 +260,7 @@ def _scalar(x):
 
 
 def _changed(names, given, arrays):
-    return [n for n, g in zip(names, given) if n in arrays and not np.array_equal(_np(g), arrays[n])]
+    return [n for n, g in zip(names, given) if n in arrays and not np.array_equal(to_float64(g), arrays[n])]
 
 
 def targets_in(module, name, kind_override):

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from verify.cases import LARGE, cases_for
+from verify.compare import NAN, Row, relative_error
 from verify.hints import UNIMPLEMENTED, diagnose
 from verify.job import dir_key, fd_key, out_key, read_seed, write_job  # noqa: F401 (write_job: public here too)
 from verify.kinds import CONVENTIONS, KINDS, REG_FACTOR
@@ -31,24 +32,9 @@ from verify.sandbox import Limits, run_file
 COURSE_RTOL = 1e-6  # float64 code agrees to ~1e-14 whatever its loops or summation order; the smallest error a
 # listed mistake makes on these cases is 7e-2 (tests/fixtures/homework), so 1e-6 never confuses the two
 OWN_RTOL = 1e-5  # centred differences, h = 1e-5: truncation ~1e-10, rounding ~eps |L| / h (2e-8 at logits 1e3)
-NAN = float("nan")
 
 
-@dataclass
-class CheckRow:
-    """One line of a target's table: ``check`` is "course" (vs autograd) or "own" (vs its own loss)."""
-
-    case: str
-    quantity: str
-    check: str
-    max_rel: float
-    tol: float
-    passed: bool
-    note: str = ""
-
-    @property
-    def status(self):
-        return "PASS" if self.passed else "FAIL"
+CheckRow = Row  # one line of a target's table: check is "course" (vs autograd) or "own" (vs its own loss)
 
 
 @dataclass
@@ -115,15 +101,6 @@ def warm_references(seed=None):
             references(kind, convention, seed)
 
 
-def _rel(got, want):
-    """max |got - want| / max |want| (normwise: an exact 0 entry cannot blow it up); NaN/inf never pass."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        diff = np.abs(got - want)
-        max_abs = float(np.nan if np.isnan(diff).any() else diff.max()) if diff.size else 0.0
-    scale = float(np.abs(want).max()) if want.size else 0.0
-    return max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
-
-
 def _fit_shape(q, got, want, N, shape_notes):
     """got reshaped to want's shape, or (None, note, summed array for hints)."""
     if got.shape == want.shape or got.size == want.size == 1:
@@ -156,7 +133,8 @@ def detect_convention(kind, cases, outputs, requested, seed=None):
             if case.reg == 0 or case.name == LARGE or got is None or not np.all(np.isfinite(got)):
                 continue
             votes.add(frozenset(c for c, want in wants.items() if got.size == np.size(want[i][quantity])
-                                and _rel(got.reshape(np.shape(want[i][quantity])), want[i][quantity]) <= COURSE_RTOL))
+                                and relative_error(got.reshape(np.shape(want[i][quantity])),
+                                                   want[i][quantity]) <= COURSE_RTOL))
         if len(votes) == 1 and len(agreed := next(iter(votes))) == 1:  # every case, one convention
             return next(iter(agreed)), f"detected from the {'loss' if quantity == 'loss' else 'gradient'}"
     return spec.default_convention, "the course default for this API (the loss fits neither convention)"
@@ -238,7 +216,7 @@ def judge(kind, meta, arrays, requested_convention="auto", seed=None):
             if arr is None:
                 result.rows.append(CheckRow(case.name, q, "course", NAN, COURSE_RTOL, False, note))
                 continue
-            err = _rel(arr, want[q])
+            err = relative_error(arr, want[q])
             result.rows.append(CheckRow(case.name, q, "course", err, COURSE_RTOL, bool(err <= COURSE_RTOL)))
         result.rows += _own_rows(kind, case, fit, arrays, i)
         if m.get("fd_note"):

@@ -17,6 +17,7 @@ import itertools
 import numpy as np
 
 from verify.cases import LARGE
+from verify.compare import relative_error
 from verify.kinds import REG_FACTOR
 
 MATCH_RTOL = 1e-5  # the models differ from each other by >= 5e-2 on the verify cases
@@ -134,12 +135,6 @@ def _models(quantity, piece):
         yield (m, a, b), dev, lambda n, data=data, fa=fa, b=b, extra=extra: fa(n) * data + b * extra
 
 
-def _rel_err(got, want):
-    scale = float(np.max(np.abs(want))) if np.size(want) else 0.0
-    diff = float(np.max(np.abs(np.asarray(got) - want))) if np.size(want) else 0.0
-    return diff / scale if scale > 0 else (0.0 if diff == 0 else np.inf)
-
-
 def _fit(quantity, piece_list, arrays, Ns):
     """The simplest model reproducing arrays[i] in every case i (None entries skipped), or None."""
     per_case = [list(_models(quantity, p)) for p in piece_list]
@@ -147,7 +142,7 @@ def _fit(quantity, piece_list, arrays, Ns):
     for i, (model, dev, _) in enumerate(per_case[0]):
         if best is not None and dev >= best[1]:
             continue
-        if all(arr is None or _rel_err(arr, models[i][2](n)) <= MATCH_RTOL
+        if all(arr is None or relative_error(arr, models[i][2](n)) <= MATCH_RTOL
                for models, arr, n in zip(per_case, arrays, Ns)):
             best = (model, dev)
     return None if best is None else best[0]
@@ -227,7 +222,7 @@ def _layer_hints(kind, cases, outputs, failed):
             continue
         pairs = [(outputs[i].get(q), wrong(c.arrays)) for i, c in enumerate(cases) if c.name != LARGE]
         pairs = [(got, want) for got, want in pairs if got is not None and np.all(np.isfinite(got))]
-        if pairs and all(got.shape == want.shape and _rel_err(got, want) <= MATCH_RTOL for got, want in pairs):
+        if pairs and all(got.shape == want.shape and relative_error(got, want) <= MATCH_RTOL for got, want in pairs):
             hints[q] = [text]
     return hints
 

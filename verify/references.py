@@ -10,15 +10,12 @@ import torch
 import torch.nn.functional as F
 
 from torch_impl import autograd_twin
+from verify.compare import to_float64
 from verify.kinds import REG_FACTOR
 
 
 def _t(a):
     return torch.as_tensor(a)
-
-
-def _np(t):
-    return t.detach().to(torch.float64).numpy()
 
 
 def _svm_data_loss(S, y):
@@ -31,7 +28,7 @@ def _svm_data_loss(S, y):
 
 def _grads(value, inputs, names):
     grads = torch.autograd.grad(value, list(inputs.values()))
-    return {n: _np(g) for n, g in zip(names, grads)}
+    return {n: to_float64(g) for n, g in zip(names, grads)}
 
 
 def reference(kind, case, convention="full"):
@@ -40,20 +37,21 @@ def reference(kind, case, convention="full"):
     reg = REG_FACTOR[convention] * case.reg
     if kind == "softmax":
         loss, dW = autograd_twin.softmax_loss_and_grad_autograd(_t(a["W"]), _t(a["X"]), _t(a["y"]), reg)
-        return {"loss": _np(loss), "dW": _np(dW)}
+        return {"loss": to_float64(loss), "dW": to_float64(dW)}
     if kind == "svm":
         W = _t(a["W"]).clone().requires_grad_(True)
         loss = _svm_data_loss(_t(a["X"]) @ W, _t(a["y"])) + reg * torch.sum(W * W)
-        return {"loss": _np(loss), **_grads(loss, {"W": W}, ["dW"])}
+        return {"loss": to_float64(loss), **_grads(loss, {"W": W}, ["dW"])}
     if kind in ("two_layer", "fc_net"):
         P = [_t(a[k]) for k in ("W1", "b1", "W2", "b2")]
         loss, grads = autograd_twin.two_layer_loss_and_grads_autograd(_t(a["X"]), _t(a["y"]), *P, reg)
         scores = torch.relu(_t(a["X"]) @ P[0] + P[1]) @ P[2] + P[3]  # (N, C)
-        return {"scores": _np(scores), "loss": _np(loss), **{k: _np(v) for k, v in grads.items()}}
+        return {"scores": to_float64(scores), "loss": to_float64(loss),
+                **{k: to_float64(v) for k, v in grads.items()}}
     if kind in ("softmax_loss", "svm_loss"):
         x = _t(a["x"]).clone().requires_grad_(True)
         loss = F.cross_entropy(x, _t(a["y"])) if kind == "softmax_loss" else _svm_data_loss(x, _t(a["y"]))
-        return {"loss": _np(loss), **_grads(loss, {"x": x}, ["dx"])}
+        return {"loss": to_float64(loss), **_grads(loss, {"x": x}, ["dx"])}
     leaves = {k: _t(a[k]).clone().requires_grad_(True) for k in (("x",) if kind.startswith("relu") else "xwb")}
     if kind.startswith("relu"):
         out = torch.relu(leaves["x"])
@@ -63,5 +61,5 @@ def reference(kind, case, convention="full"):
         if kind.startswith("affine_relu"):
             out = torch.relu(out)
     if kind.endswith("forward"):
-        return {"out": _np(out)}
+        return {"out": to_float64(out)}
     return _grads((out * _t(a["dout"])).sum(), leaves, [f"d{k}" for k in leaves])

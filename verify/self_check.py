@@ -21,7 +21,7 @@ exactly 0, e.g. behind an inactive ReLU, cannot blow it up). Tolerances (relativ
     measured, CPU: float64 <= 2.3e-14, finite differences <= 4.6e-9 (large logits), <= 6e-10 otherwise,
     float32 <= 3.3e-7 (2.1e-5 at large logits); CUDA (H200): float64 <= 2.8e-16, float32 <= 2.1e-5
 """
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -31,56 +31,12 @@ from reference_numpy import softmax as ref_softmax
 from reference_numpy.gradient_check import eval_numerical_gradient
 from torch_impl import autograd_twin, neural_net, softmax
 from verify.cases import softmax_cases, two_layer_cases
+from verify.compare import compare
 
 FLOAT64_RTOL = 1e-10  # manual / NumPy vs autograd, float64
 FINITE_DIFF_RTOL = 1e-7  # centred differences with h = 1e-5, float64
 FLOAT32_RTOL = 5e-6  # torch.testing's float32 rtol (1.3e-6) x 4 for a max over many entries
 TWO_LAYER_PARAMS = ("W1", "b1", "W2", "b2")
-
-
-@dataclass
-class Row:
-    """One line of the verification table: ``check`` (e.g. "torch vectorized") compared on ``quantity``."""
-
-    case: str
-    check: str
-    quantity: str
-    max_abs: float
-    max_rel: float
-    tol: float
-    passed: bool
-    note: str = ""
-
-    @property
-    def status(self):
-        return "PASS" if self.passed else "FAIL"
-
-
-def to_numpy(x):
-    """A tensor, array or number as a float64 NumPy array on the host."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().to("cpu", torch.float64).numpy()
-    return np.asarray(x, dtype=np.float64)
-
-
-def errors(got, want):
-    """(max abs error, max relative error) of got vs want (same shapes); NaN/Inf in got gives nan/inf."""
-    got, want = to_numpy(got), to_numpy(want)
-    if got.size == 0:
-        return 0.0, 0.0
-    with np.errstate(invalid="ignore", over="ignore"):
-        diff = np.abs(got - want)  # same shape as want
-        max_abs = float(np.nan if np.isnan(diff).any() else diff.max())
-    scale = float(np.abs(want).max())
-    if scale > 0:
-        return max_abs, max_abs / scale
-    return max_abs, (0.0 if max_abs == 0 else float("inf"))
-
-
-def compare(case, check, quantity, got, want, tol, note=""):
-    """A Row comparing got with want; PASS when the relative error is at most tol (NaN never passes)."""
-    max_abs, max_rel = errors(got, want)
-    return Row(case, check, quantity, max_abs, max_rel, tol, bool(max_rel <= tol), note)
 
 
 def format_table(rows):
