@@ -8,6 +8,7 @@ Run: .venv/bin/python -m pytest tests/test_verify.py -q   (marker: verify)
 """
 import csv
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -580,3 +581,66 @@ def test_compare_relative_error_never_passes_nan_or_inf():
     assert got.dtype == np.float64 and compare.relative_error(got, [1.5, 2.5]) == 0.0
     row = compare.compare("random", "course", "dW", got, [1.5, 2.5], 1e-6)
     assert row.passed and row.status == "PASS" and (row.quantity, row.check) == ("dW", "course")
+
+
+# ---- half-finished templates, shared mistakes, the course's words, the verdict ----
+
+@pytest.mark.parametrize("file,said,left", [
+    ("twolayer_forward_only.py", "loss is None; grads has no W1, b1, W2 and b2", "the loss (softmax of the scores"),
+    ("fc_net_forward_only.py", "loss is 0; grads has no W1, b1, W2 and b2", "the backward pass (grads['W1'], "),
+    ("twolayer_half_backward.py", "grads has no W1 and b1", "left to do: the backward pass (grads['W1'] and "
+                                                            "grads['b1'])"),
+])
+def test_half_finished_template_gets_one_line(checked, file, said, left):
+    from verify.report import format_target
+
+    result = checked[(file, "TwoLayerNet")]
+    assert result.status == "FAIL" and result.failed_quantities == ["unfinished"]
+    assert result.headline.startswith(f"looks unfinished: {said} in every case") and left in result.headline
+    assert all(r.passed for r in result.rows if r.quantity != "unfinished")  # what is written is still checked
+    assert any(r.quantity == "scores" and r.passed for r in result.rows)
+    text = format_target(result)
+    assert text.count("looks unfinished") == 1 and "does not match" not in text and "hint" not in text
+
+
+def test_target_returning_none_looks_unfinished(checked):
+    result = checked[("softmax_returns_none.py", "softmax_loss_vectorized")]
+    assert result.status == "FAIL" and len(result.rows) == 1
+    assert result.message.startswith("looks unfinished: it returned None (finish its TODOs and return the pair "
+                                     "(loss, dW))")
+
+
+@pytest.mark.parametrize("file,quantities,mistake", [
+    ("twolayer_bias_regularized.py", {"loss", "b1", "b2"}, "biases regularized"),
+    ("twolayer_bias_reg_loss_only.py", {"loss", "b1", "b2"}, "biases regularized in the loss"),
+    ("twolayer_no_b1_forward.py", {"scores", "loss", "W1", "b1", "W2", "b2"}, "b1 missing from the forward pass"),
+])
+def test_one_mistake_is_named_on_every_row_it_explains(checked, file, quantities, mistake):
+    result = checked[(file, "TwoLayerNet")]
+    assert set(result.failed_quantities) == quantities
+    for q in quantities:
+        assert any(mistake in h for h in result.hints[q]), (q, result.hints)
+
+
+def test_hints_and_table_use_the_courses_words(checked):
+    from verify.report import format_target
+
+    internal = re.compile(r"\b(S1|S2|H1|dH1|dS2)\b")
+    for (file, name), result in checked.items():
+        text = format_target(result)
+        assert not internal.search(text), (file, name, internal.search(text))
+        if result.rows and not result.message:
+            assert "matches the course" in text and "matches your own loss" in text
+
+
+def test_no_rows_is_never_a_pass():
+    from verify.checks import TargetResult
+    from verify.verdict import NOTHING_CHECKED, verdict
+
+    assert TargetResult("f.py", "f").status != "PASS"
+    empty = verdict(TargetResult("f.py", "f", kind="softmax"))
+    assert empty.status == "FAIL" and empty.message == NOTHING_CHECKED and empty.headline == NOTHING_CHECKED
+    one = TargetResult("f.py", "f", kind="softmax", rows=[compare.Row("random", "loss", "course", 0.0, 1e-6, True)])
+    assert verdict(one).status == "PASS"
+    assert verdict(TargetResult("f.py", "f", kind="softmax", rows=one.rows, hints={"stability": ["x"]})).status == \
+        "FAIL"

@@ -7,11 +7,13 @@ Files in reading order:
     compare.py      relative error, float64 conversion and the one row type of every table (NumPy only)
     job.py          the wire format between parent and child: the job's case keys, argv, results, events
     loading.py      importing a student's file as their course environment would; one-line import errors
+    calls.py        how each kind of target is called on a case: its outputs, finite differences of its own loss
     _child.py       the child process: runs the student's code on the cases, records outputs and finite differences
     sandbox.py      starts the children with limits (time, memory, output) and says how each ended
     references.py   the course's definitions, differentiated by torch.autograd (float64)
     hints.py        mistake models: which common mistake reproduces the wrong numbers
-    checks.py       the two questions per target (own loss, course definition), conventions, verdicts
+    verdict.py      what the rows mean: generic and shared hints, a half-finished template's one line, PASS/FAIL
+    checks.py       the two questions per target (course definition, own loss), conventions, judge
     report.py       text, JSON and CSV views
     classroom.py    a folder of submissions at once, in parallel
     self_check.py   the project's own implementations against autograd (python -m verify without a target)

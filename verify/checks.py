@@ -24,28 +24,38 @@ import numpy as np
 
 from verify.cases import LARGE, cases_for
 from verify.compare import NAN, Row, relative_error
-from verify.hints import UNIMPLEMENTED, diagnose
 from verify.job import dir_key, fd_key, out_key, read_seed, write_job  # noqa: F401 (write_job: public here too)
 from verify.kinds import CONVENTIONS, KINDS, REG_FACTOR
 from verify.sandbox import Limits, run_file
+from verify.verdict import (
+    PSEUDO,
+    UNIMPLEMENTED,
+    explain_rows,
+    looks_unimplemented,
+    unfinished_line,
+    unfinished_quantities,
+    verdict,
+)
 
 COURSE_RTOL = 1e-6  # float64 code agrees to ~1e-14 whatever its loops or summation order; the smallest error a
 # listed mistake makes on these cases is 7e-2 (tests/fixtures/homework), so 1e-6 never confuses the two
 OWN_RTOL = 1e-5  # centred differences, h = 1e-5: truncation ~1e-10, rounding ~eps |L| / h (2e-8 at logits 1e3)
 
 
+CHECK_WORDS = {"course": "against the course", "own": "against your own loss"}
 CheckRow = Row  # one line of a target's table: check is "course" (vs autograd) or "own" (vs its own loss)
 
 
 @dataclass
 class TargetResult:
     """status: PASS, FAIL, or ERROR (not checkable for a reason outside the maths: Python 2, a missing module,
-    an unsupported API); message: the one line of an ERROR or of a process that died."""
+    an unsupported API); only verdict() gives a PASS, never to an empty row list. message: the one line of an
+    ERROR or of a process that died."""
 
     where: str
     name: str
     kind: str = ""
-    status: str = "PASS"
+    status: str = "FAIL"
     convention: str = ""
     convention_note: str = ""
     rows: list = field(default_factory=list)
@@ -58,7 +68,7 @@ class TargetResult:
 
     @property
     def failed_quantities(self):
-        order = ["call", "inputs", "stability", *KINDS[self.kind].quantities] if self.kind else []
+        order = [*PSEUDO, "stability", *KINDS[self.kind].quantities] if self.kind else []
         qs = {r.quantity for r in self.rows if not r.passed} | ({"stability"} if "stability" in self.hints else
                                                                set())
         return sorted(qs, key=lambda q: order.index(q) if q in order else len(order))
@@ -71,10 +81,10 @@ class TargetResult:
         for r in self.rows:  # rows are in case order, simplest first
             if not r.passed:
                 hint = next(iter(self.hints.get(r.quantity, [])), "") or r.note
-                if r.note and hint != r.note and r.quantity in ("call", "inputs"):
+                if r.note and hint != r.note and r.quantity in PSEUDO:
                     hint = r.note
-                what = f"{r.quantity} wrong in case '{r.case}' ({r.check})" if r.quantity not in (
-                    "call", "inputs") else r.note
+                what = f"{r.quantity} wrong in case '{r.case}' ({CHECK_WORDS.get(r.check, r.check)})" if (
+                    r.quantity not in PSEUDO) else r.note
                 return f"{what}: {hint}" if hint and hint != what else what
         return "; ".join(self.hints.get("stability", []))
 
@@ -140,54 +150,104 @@ def detect_convention(kind, cases, outputs, requested, seed=None):
     return spec.default_convention, "the course default for this API (the loss fits neither convention)"
 
 
-def _own_rows(kind, case, out, arrays, i):
-    """Question 1 for one case: the target's gradients against finite differences of its own loss."""
+def own_check(kind, cases, metas, fitted, arrays):
+    """Question 1, every case: the target's gradients against centred finite differences of its own loss."""
     rows = []
-    for p, q in KINDS[kind].params.items():
-        fd, dirs = arrays.get(fd_key(i, p)), arrays.get(dir_key(i, p))
-        g = out.get(q)
-        if fd is None or g is None or g.size != case.arrays[p].size:
-            continue
-        with np.errstate(invalid="ignore", over="ignore"):
-            gv = dirs.reshape(len(dirs), -1) @ g.reshape(-1)  # (k,)  <g, v> per direction
-            scale = max(float(np.linalg.norm(g)), float(np.max(np.abs(fd))))
-            err = float(np.max(np.abs(fd - gv))) / scale if scale > 0 else 0.0
-        if not (np.all(np.isfinite(fd)) and np.all(np.isfinite(g))):
-            err = NAN  # inf/NaN never passes
-        note = ""
-        if np.isfinite(err) and err > OWN_RTOL and np.max(np.abs(fd)) <= 1e-9 * max(1.0, scale):
-            note = f"{q} is nonzero, but the loss does not change with {p}"
-        rows.append(CheckRow(case.name, q, "own", err, OWN_RTOL, bool(err <= OWN_RTOL), note))
+    for i, (case, m, out) in enumerate(zip(cases, metas, fitted)):
+        for p, q in KINDS[kind].params.items():
+            fd, dirs = arrays.get(fd_key(i, p)), arrays.get(dir_key(i, p))
+            g = out.get(q)
+            if fd is None or g is None or g.size != case.arrays[p].size:
+                continue
+            with np.errstate(invalid="ignore", over="ignore"):
+                gv = dirs.reshape(len(dirs), -1) @ g.reshape(-1)  # (k,)  <g, v> per direction
+                scale = max(float(np.linalg.norm(g)), float(np.max(np.abs(fd))))
+                err = float(np.max(np.abs(fd - gv))) / scale if scale > 0 else 0.0
+            if not (np.all(np.isfinite(fd)) and np.all(np.isfinite(g))):
+                err = NAN  # inf/NaN never passes
+            note = ""
+            if np.isfinite(err) and err > OWN_RTOL and np.max(np.abs(fd)) <= 1e-9 * max(1.0, scale):
+                note = f"{q} is nonzero, but the loss does not change with {p}"
+            rows.append(Row(case.name, q, "own", err, OWN_RTOL, bool(err <= OWN_RTOL), note))
+        if m.get("fd_note"):
+            rows.append(Row(case.name, "loss", "own", NAN, OWN_RTOL, False,
+                            f"its loss failed under a small change of the inputs: {m['fd_note']}"))
     return rows
 
 
-def _looks_unimplemented(kind, metas, outputs):
-    """Every case that ran returned only 0, zeros or None: cs231n's untouched template."""
-    ran = [out for m, out in zip(metas, outputs) if not m.get("note")]
-    return bool(ran) and not any(out.get(q) is not None and np.any(out[q])
-                                 for out in ran for q in KINDS[kind].quantities)
+def course_check(kind, cases, metas, outputs, wants, skip=()):
+    """Question 2, every case: the outputs against the course's definition. Returns (rows, the outputs reshaped
+    to the course's shapes per case, {quantity: shape notes}); quantities in skip get no rows."""
+    rows, fitted, shape_notes = [], [], {}
+    for case, m, out, want in zip(cases, metas, outputs, wants):
+        fit = {}
+        fitted.append(fit)
+        if m.get("note"):
+            rows.append(Row(case.name, "call", "course", NAN, COURSE_RTOL, False, m["note"]))
+            continue
+        for q in KINDS[kind].quantities:
+            got = out.get(q)
+            if q in skip:
+                continue
+            if got is None:
+                rows.append(Row(case.name, q, "course", NAN, COURSE_RTOL, False, f"{q} is None"))
+                continue
+            arr, note, summed = _fit_shape(q, got, want[q], case.N, shape_notes)
+            fit[q] = arr if arr is not None else summed
+            if arr is None:
+                rows.append(Row(case.name, q, "course", NAN, COURSE_RTOL, False, note))
+                continue
+            err = relative_error(arr, want[q])
+            rows.append(Row(case.name, q, "course", err, COURSE_RTOL, bool(err <= COURSE_RTOL)))
+    return rows, fitted, shape_notes
+
+
+def input_check(cases, metas):
+    """(rows, notes) for inputs the target changed in place: a FAIL row each, or a note when harmless."""
+    changed = {}
+    for case, m in zip(cases, metas):
+        for name in m.get("changed", []) if not m.get("note") else []:
+            changed.setdefault(name, []).append(case.name)
+    rows, notes = [], []
+    for name, where in changed.items():
+        if name.endswith("(row shift)"):  # harmless to the loss; the caller's array still changes
+            notes.append("the target shifts each row of its input x in place (x -= max): the loss is unchanged "
+                         "by it, but the caller's array changes")
+        elif name == "dout":  # a spent upstream gradient: cs231n's layer_utils and nets never read it again
+            notes.append("the target changes its input dout in place (e.g. dx = dout; dx[x <= 0] = 0): harmless "
+                         "where dout is not used again, as in cs231n's layer_utils")
+        else:
+            rows.append(Row(", ".join(where), "inputs", "course", NAN, 0.0, False,
+                            f"the target changes its input {name} in place (it was given a copy)"))
+    return rows, notes
+
+
+def _stops_early(result, kind, cases, metas, outputs):
+    """Sets result's status and one row when nothing can be compared: an ERROR outside the maths, the untouched
+    template, or the same failure in every case. Returns whether it did."""
+    errors = [m for m in metas if m.get("status") == "ERROR"]
+    notes = [m.get("note") for m in metas]
+    if errors:  # Python 2 inside the function, a name NumPy removed: not the maths
+        result.status, result.message = "ERROR", errors[0]["note"]
+    elif looks_unimplemented(kind, metas, outputs):
+        result.status, result.message = "FAIL", UNIMPLEMENTED
+        result.rows.append(Row(cases[0].name, "call", "course", NAN, COURSE_RTOL, False, UNIMPLEMENTED))
+    elif all(notes) and len(set(notes)) == 1:  # the same failure in every case: one row
+        result.status, result.message = metas[0]["status"] or "FAIL", f"{notes[0]} (in every case)"
+        result.rows.append(Row("every case", "call", "course", NAN, COURSE_RTOL, False, notes[0]))
+    else:
+        return False
+    return True
 
 
 def judge(kind, meta, arrays, requested_convention="auto", seed=None):
     """A TargetResult's kind, status, convention, rows and hints from the child's raw outputs on the cases of
-    the seed (None: the fixed cases)."""
+    the seed (None: the fixed cases): the course check, the own-loss check, then the verdict."""
     result = TargetResult("", "", kind=kind)
-    cases = cases_for(kind, seed)
-    metas = meta["cases"]
+    cases, metas = cases_for(kind, seed), meta["cases"]
     outputs = [{q: arrays[out_key(i, q)] for q in KINDS[kind].quantities if out_key(i, q) in arrays}
                for i in range(len(cases))]
-    errors = [m for m in metas if m.get("status") == "ERROR"]
-    if errors:  # Python 2 inside the function, a name NumPy removed: not the maths
-        result.status, result.message = "ERROR", errors[0]["note"]
-        return result
-    if _looks_unimplemented(kind, metas, outputs):
-        result.status, result.message = "FAIL", UNIMPLEMENTED
-        result.rows.append(CheckRow(cases[0].name, "call", "course", NAN, COURSE_RTOL, False, UNIMPLEMENTED))
-        return result
-    notes = [m.get("note") for m in metas]
-    if all(notes) and len(set(notes)) == 1:  # the same failure in every case: one row
-        result.status, result.message = metas[0]["status"] or "FAIL", f"{notes[0]} (in every case)"
-        result.rows.append(CheckRow("every case", "call", "course", NAN, COURSE_RTOL, False, notes[0]))
+    if _stops_early(result, kind, cases, metas, outputs):
         return result
     convention, how = detect_convention(kind, cases, outputs, requested_convention, seed)
     result.convention = convention
@@ -195,95 +255,20 @@ def judge(kind, meta, arrays, requested_convention="auto", seed=None):
         text, years = CONVENTIONS[convention]
         result.convention_note = f"{convention}: {text} ({years}); {how}"
     _, wants = references(kind, convention or "full", seed)
-    shape_notes, fitted, changed = {}, [], {}
-    for i, (case, m, out, want) in enumerate(zip(cases, metas, outputs, wants)):
-        fit = {}
-        fitted.append(fit)
-        if m.get("note"):
-            result.rows.append(CheckRow(case.name, "call", "course", NAN, COURSE_RTOL, False, m["note"]))
-            continue
-        for name in m.get("changed", []):
-            changed.setdefault(name, []).append(case.name)
-        for q in KINDS[kind].quantities:
-            got = out.get(q)
-            if got is None and q == "scores" and meta.get("scores_note"):
-                continue
-            if got is None:
-                result.rows.append(CheckRow(case.name, q, "course", NAN, COURSE_RTOL, False, f"{q} is None"))
-                continue
-            arr, note, summed = _fit_shape(q, got, want[q], case.N, shape_notes)
-            fit[q] = arr if arr is not None else summed
-            if arr is None:
-                result.rows.append(CheckRow(case.name, q, "course", NAN, COURSE_RTOL, False, note))
-                continue
-            err = relative_error(arr, want[q])
-            result.rows.append(CheckRow(case.name, q, "course", err, COURSE_RTOL, bool(err <= COURSE_RTOL)))
-        result.rows += _own_rows(kind, case, fit, arrays, i)
-        if m.get("fd_note"):
-            result.rows.append(CheckRow(case.name, "loss", "own", NAN, OWN_RTOL, False,
-                                        f"its loss failed under a small change of the inputs: {m['fd_note']}"))
-    for name, where in changed.items():
-        if name.endswith("(row shift)"):  # harmless to the loss; the caller's array still changes
-            result.notes.append("the target shifts each row of its input x in place (x -= max): the loss is "
-                                "unchanged by it, but the caller's array changes")
-            continue
-        if name == "dout":  # a spent upstream gradient: cs231n's layer_utils and nets never read it again
-            result.notes.append("the target changes its input dout in place (e.g. dx = dout; dx[x <= 0] = 0): "
-                                "harmless where dout is not used again, as in cs231n's layer_utils")
-            continue
-        text = f"the target changes its input {name} in place (it was given a copy)"
-        result.rows.append(CheckRow(", ".join(where), "inputs", "course", NAN, 0.0, False, text))
-    failed = {r.quantity for r in result.rows if not r.passed and r.check == "course"}
-    hints = diagnose(kind, cases, fitted, failed & set(KINDS[kind].quantities), convention or "full")
-    for q, extra in shape_notes.items():
-        hints[q] = sorted(extra) + hints.get(q, [])
-    low = sorted({q for m in metas for q in m.get("low_precision", [])})
-    if low and not all(r.passed for r in result.rows):  # rounding explains small errors; say so first
-        for q in {r.quantity for r in result.rows if not r.passed}:
-            hints[q] = [f"returned in low precision ({', '.join(low)} in float32 or less): its rounding and "
-                        "the noise of finite differences of a float32 loss exceed the tolerances; compute in "
-                        "float64"] + hints.get(q, [])
-        hints.pop("stability", None)
-    else:
-        _generic_hints(result.rows, hints, cases)
-    result.hints = hints
-    if meta.get("scores_note"):
-        result.notes.append(meta["scores_note"])
-    result.status = "PASS" if all(r.passed for r in result.rows) and "stability" not in hints else "FAIL"
-    return result
-
-
-def _generic_hints(rows, hints, cases):
-    """Hints no mistake model gives: own-loss disagreements, a failure only at large logits, no match."""
-    for r in rows:
-        if r.passed or r.check != "own":
-            continue
-        text = (f"{r.note}: is it missing from the forward pass?" if r.note else
-                f"{r.quantity} is not the derivative of your own loss (centred finite differences disagree)")
-        if r.case != LARGE and text not in hints.get(r.quantity, []):
-            hints.setdefault(r.quantity, []).append(text)
-    failed_course, worst = {}, {}
-    for r in rows:
-        if not r.passed and r.check == "course" and r.quantity not in ("call", "inputs"):
-            failed_course.setdefault(r.quantity, set()).add(r.case)
-            worst[r.quantity] = max(worst.get(r.quantity, 0.0), r.max_rel if r.max_rel == r.max_rel else np.inf)
-    forward_wrong = any("forward pass" in h for q in ("scores", "loss") for h in hints.get(q, []))
-    for q, where in failed_course.items():
-        if hints.get(q):
-            continue
-        if where == {LARGE}:
-            hints[q] = ["see stability"]
-            hints.setdefault("stability", [])
-            if not hints["stability"]:
-                hints["stability"].append("wrong only at logits ~1e3 (finite but off): compute the softmax "
-                                          "from the max-shifted scores")
-        elif forward_wrong and q not in ("scores", "loss"):
-            hints[q] = ["follows from the wrong forward pass (see the scores or loss hint)"]
-        elif worst[q] < 1e-3:
-            hints[q] = [f"off by a small relative error ({worst[q]:.1e}): rounding, e.g. float32 arithmetic "
-                        "somewhere? (this check runs in float64)"]
-        else:
-            hints[q] = ["does not match any of the common mistakes this tool knows"]
+    scores_note = meta.get("scores_note")  # loss(X) failed: the scores are not checked
+    left = unfinished_quantities(kind, metas, outputs, skip_scores=bool(scores_note))
+    rows, fitted, shape_notes = course_check(kind, cases, metas, outputs, wants,
+                                             skip={*left, *(["scores"] if scores_note else [])})
+    rows += own_check(kind, cases, metas, fitted, arrays)
+    order = {c.name: i for i, c in enumerate(cases)}
+    rows.sort(key=lambda r: order.get(r.case, len(order)))  # simplest case first; course before own
+    inputs, notes = input_check(cases, metas)
+    if left:
+        rows.append(Row("every case", "unfinished", "course", NAN, COURSE_RTOL, False,
+                        unfinished_line(kind, left, metas)))
+    result.rows, result.notes = rows + inputs, notes + ([scores_note] if scores_note else [])
+    result.hints = explain_rows(kind, cases, metas, fitted, rows, shape_notes, convention or "full")
+    return verdict(result)
 
 
 def check_file(where, job, name=None, kind=None, reg_convention="auto", limits=None):

@@ -37,18 +37,23 @@ A_PHRASES = {
     "-N": "data part has the wrong sign (use P - Y) and is not divided by N",
     "0": "data part of the gradient missing",
 }
-MASK_PHRASES = {
-    "none": "ReLU mask missing: zero dH1 where S1 = X W1 + b1 <= 0 (dH1 *= S1 > 0)",
-    "X W1 > 0": "ReLU mask taken on X W1 without the bias b1: mask by S1 = X W1 + b1 > 0 (or H1 > 0)",
-    "dH1 > 0": "ReLU mask taken on the upstream gradient (dH1 > 0): mask by the forward input, S1 > 0",
-    "H1 values": "dH1 multiplied by the activation H1 instead of the 0/1 mask (S1 > 0)",
-    "S1 <= 0": "ReLU mask inverted: keep dH1 where S1 > 0, zero it elsewhere",
+MASK_PHRASES = {  # the course's words: the hidden layer's input X W1 + b1, its output after the ReLU
+    "none": "ReLU mask missing: zero the gradient flowing into the hidden layer where its input X W1 + b1 <= 0",
+    "X W1 > 0": "ReLU mask taken on X W1 without the bias b1: mask where the hidden layer's input X W1 + b1 > 0 "
+                "(or where the hidden layer's output is > 0)",
+    "dH1 > 0": "ReLU mask taken on the upstream gradient (the gradient of the hidden layer > 0): mask by the "
+               "forward input, X W1 + b1 > 0",
+    "H1 values": "the gradient of the hidden layer multiplied by the hidden layer's values instead of the 0/1 "
+                 "ReLU mask (X W1 + b1 > 0)",
+    "S1 <= 0": "ReLU mask inverted: keep the gradient where the hidden layer's input X W1 + b1 > 0, zero it "
+               "elsewhere",
 }
 FORWARD_PHRASES = {
-    "no b1": "b1 missing from the forward pass: the first layer is X W1 + b1",
-    "no b2": "b2 missing from the forward pass: the scores are H1 W2 + b2",
-    "no ReLU": "no ReLU in the forward pass, so the net is linear: H1 = max(0, X W1 + b1)",
+    "no b1": "b1 missing from the forward pass: the hidden layer is max(0, X W1 + b1)",
+    "no b2": "b2 missing from the forward pass: the scores are hidden_layer W2 + b2",
+    "no ReLU": "no ReLU in the forward pass, so the net is linear: the hidden layer is max(0, X W1 + b1)",
 }
+BIAS_LOSS = "biases regularized in the loss: cs231n regularizes the weights only"
 NOT_FINITE = ("inf/NaN at logits ~1e3: no max subtraction? subtract each row's max score before exp (softmax "
               "is unchanged by it)")
 UNIMPLEMENTED = "looks unimplemented: it returns 0, zeros or None in every case (fill in the TODO)"
@@ -167,7 +172,7 @@ def _phrases(quantity, model, convention):
         elif b != 1.0:
             out.append(f"loss uses {_reg_text(f * b)}; expected {_reg_text(f)} (the {convention} convention)")
         if c:
-            out.append("biases regularized in the loss: cs231n regularizes the weights only")
+            out.append(BIAS_LOSS)
         return out
     m, a, b = model
     out = [MASK_PHRASES[m]] if m in MASK_PHRASES else []
@@ -179,8 +184,8 @@ def _phrases(quantity, model, convention):
         elif a != "1":
             out.append(A_PHRASES[a])
         if b:
-            out.append(f"bias regularized ({_grad_text(2 * f * b).replace('W', 'b')}): cs231n regularizes the "
-                       "weights only")
+            out.append(f"biases regularized in the gradient ({_grad_text(2 * f * b).replace('W', 'b')}): cs231n "
+                       "regularizes the weights only")
         return out
     if a == "-1" and b == -1.0:
         return out + ["gradient of the wrong sign: return dL/dW itself, not the descent direction -dL/dW"]
@@ -272,3 +277,17 @@ def diagnose(kind, cases, outputs, failed, convention):
     _other_convention_note(models, convention, hints)
     hints.update(_layer_hints(kind, cases, outputs, failed))
     return {q: h for q, h in hints.items() if h}
+
+
+def shared_causes(kind, hints, failing):
+    """Names a mistake found on one quantity on every other failing quantity it explains (in place): a wrong
+    forward pass (found on the scores or the loss) explains every gradient; biases regularized in the loss
+    explain wrong bias gradients, and the course's db misses the term the loss has."""
+    forward = [h for q in ("scores", "loss") for h in hints.get(q, []) if h in FORWARD_PHRASES.values()]
+    bias_in_loss = BIAS_LOSS in hints.get("loss", [])
+    for q in sorted(failing):
+        if forward and q not in ("scores", "loss") and not any(h in hints.get(q, []) for h in forward):
+            hints[q] = hints.get(q, []) + [f"follows from the same mistake: {forward[0]}"]
+        if bias_in_loss and kind in ("two_layer", "fc_net") and q in ("b1", "b2") and not any(
+                "biases regularized" in h for h in hints.get(q, [])):
+            hints[q] = hints.get(q, []) + [f"follows from the loss: {BIAS_LOSS}"]

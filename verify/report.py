@@ -10,6 +10,7 @@ import numpy as np
 
 from verify.kinds import KINDS
 
+COLUMNS = {"course": "matches the course", "own": "matches your own loss"}  # a student's words for the checks
 CSV_COLUMNS = ("submission", "file", "name", "kind", "status", "convention", "quantities", "hint", "seconds")
 
 
@@ -42,14 +43,16 @@ def format_target(result):
         lines.append(f"convention {result.convention_note}")
     table = {}
     for r in result.rows:
-        table.setdefault((r.case, r.quantity), {})[r.check] = r
-    lines.append(f"{'case':<14} {'quantity':<9} {'course (autograd)':>17} {'own (finite diff)':>17}  result")
+        if r.quantity != "unfinished":  # one line for every case: said once, below
+            table.setdefault((r.case, r.quantity), {})[r.check] = r
+    lines.append(f"{'case':<14} {'quantity':<9} {COLUMNS['course']:>18} {COLUMNS['own']:>21}  result"
+                 "   (relative errors: the course's definition by torch.autograd; your loss by finite differences)")
     for (case, q), checks in table.items():
         course, own = checks.get("course"), checks.get("own")
         ok = all(r.passed for r in checks.values())
         note = "; ".join(r.note for r in checks.values() if r.note)
-        lines.append(f"{case[:14]:<14} {q:<9} {_num(course.max_rel if course else None):>17} "
-                     f"{_num(own.max_rel if own else None):>17}  {'PASS' if ok else 'FAIL'}"
+        lines.append(f"{case[:14]:<14} {q:<9} {_num(course.max_rel if course else None):>18} "
+                     f"{_num(own.max_rel if own else None):>21}  {'PASS' if ok else 'FAIL'}"
                      + (f"  {note}" if note else ""))
     for q in result.failed_quantities:
         if q == "stability":
@@ -59,7 +62,7 @@ def format_target(result):
         if bad:
             first = bad[0]
             size = first.note or (f"rel err {_num(first.max_rel)} in case '{first.case}' "
-                                  f"({'vs autograd' if first.check == 'course' else 'vs its own loss'})")
+                                  f"({'against the course' if first.check == 'course' else 'against your own loss'})")
             lines.append(f"FAIL {q}: {size}")
         else:
             lines.append(f"FAIL {q}:")
