@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import torch_impl.softmax
@@ -106,27 +106,68 @@ def test_default_run_on_cuda(capsys):
 
 # ---- the cases and the hint pieces ----
 
-def test_cases_make_every_mistake_visible():
-    for case in verify_cases.two_layer_cases():
+def _assert_cases_make_every_mistake_visible(seed=None):
+    for case in verify_cases.two_layer_cases(seed):
         a = case.arrays
         S1 = a["X"] @ a["W1"] + a["b1"]  # (N, H)
         assert np.abs(S1).min() > 1e-3  # no finite difference straddles the ReLU kink
         assert (S1 > 0).any() and (S1 <= 0).any()  # the ReLU is active and inactive
         if case.N > 1:
             assert ((a["X"] @ a["W1"] > 0) != (S1 > 0)).any()  # a mask without b1 differs
-    for case in verify_cases.affine_cases():
+    for case in verify_cases.affine_cases(seed):
         a = case.arrays
         assert np.abs(a["x"].reshape(case.N, -1) @ a["w"] + a["b"]).min() > 1e-3  # affine_relu off its kink
-    for case in verify_cases.relu_cases():
+    for case in verify_cases.relu_cases(seed):
         assert np.abs(case.arrays["x"]).min() >= 0.05 and (case.arrays["x"] > 0).any()
-    for case in verify_cases.svm_cases() + verify_cases.scores_loss_cases(hinge=True):
+    for case in verify_cases.svm_cases(seed) + verify_cases.scores_loss_cases(seed, hinge=True):
         a = case.arrays
         S = a["X"] @ a["W"] if "W" in a else a["x"]
         assert verify_cases._margins_clear(S, a["y"])  # no hinge kink within a finite difference
-    large = [c for c in verify_cases.softmax_cases() if c.name == "large logits"]
-    assert all(np.isinf(np.exp(c.arrays["X"] @ c.arrays["W"])).any() for c in large)
+    for kind in ("softmax", "two_layer", "softmax_loss"):  # the large logits overflow exp without max shift
+        cases = verify_cases.cases_for(kind, seed)
+        large = [c for c in cases if c.name == "large logits"]
+        with np.errstate(over="ignore"):
+            assert len(large) == 1 and all(np.isinf(np.exp(_logits(c))).any() for c in large)
+        assert [c.name for c in cases] == [c.name for c in verify_cases.cases_for(kind)]
+        assert all(c.N == 1 for c in cases if c.name == "N=1")
+        assert all(np.ptp(c.arrays["y"]) == 1 for c in cases if c.name == "C=2")
+    for kind in verify_cases.CASE_BUILDERS:
+        for case, fixed in zip(verify_cases.cases_for(kind, seed), verify_cases.cases_for(kind)):
+            assert (case.reg > 0) == (fixed.reg > 0) and case.arrays.keys() == fixed.arrays.keys()
+            assert all(v.dtype == (np.int64 if k == "y" else np.float64) for k, v in case.arrays.items())
+    assert verify_cases.softmax_cases(seed)[0].reg == 0  # the simplest case first: it is the one shown
+
+
+def _logits(case):
+    a = case.arrays
+    if "W1" in a:
+        return np.maximum(a["X"] @ a["W1"] + a["b1"], 0) @ a["W2"] + a["b2"]  # (N, C)
+    return a["X"] @ a["W"] if "W" in a else a["x"]
+
+
+def test_cases_make_every_mistake_visible():
+    _assert_cases_make_every_mistake_visible()
     assert {c.reg > 0 for c in verify_cases.softmax_cases()} == {True, False}
-    assert verify_cases.softmax_cases()[0].reg == 0  # the simplest case first: it is the one shown
+
+
+@settings(max_examples=20)
+@given(seed=st.integers(0, 2**63 - 1))
+def test_seeded_cases_keep_the_margins(seed):
+    _assert_cases_make_every_mistake_visible(seed)
+
+
+def test_seeds_draw_different_cases_and_the_same_seed_the_same():
+    for kind in verify_cases.CASE_BUILDERS:
+        fixed, one, two = (verify_cases.cases_for(kind, s) for s in (None, 1, 2))
+        for a, b in ((fixed, one), (one, two)):
+            assert any(x.arrays[k].shape != y.arrays[k].shape or not np.array_equal(x.arrays[k], y.arrays[k])
+                       for x, y in zip(a, b) for k in x.arrays), kind
+        again = verify_cases.cases_for(kind, 1)
+        assert all(np.array_equal(x.arrays[k], y.arrays[k]) for x, y in zip(one, again) for k in x.arrays)
+    shapes = {verify_cases.cases_for("two_layer", s)[0].arrays["W1"].shape for s in range(6)}
+    assert len(shapes) > 1  # the shapes are drawn too, not only the values
+    with pytest.raises(ValueError, match="seed: expected None or a whole number"):
+        verify_cases.cases_for("softmax", -1)
 
 
 @pytest.mark.parametrize("kind", ["softmax", "two_layer"])
@@ -644,3 +685,47 @@ def test_no_rows_is_never_a_pass():
     assert verdict(one).status == "PASS"
     assert verdict(TargetResult("f.py", "f", kind="softmax", rows=one.rows, hints={"stability": ["x"]})).status == \
         "FAIL"
+
+
+# ---- reseeded cases: right code still passes, each known bug still fails with its hint ----
+
+SEEDED = [
+    # (file, target, status, hint substring of the first failing quantity's hints)
+    (YEARS / "y2018/assignment1/cs231n/classifiers/neural_net.py", "TwoLayerNet", "PASS", ""),
+    (YEARS / "y2018/assignment1/cs231n/classifiers/linear_svm.py", "svm_loss_vectorized", "PASS", ""),
+    (YEARS / "y2021/assignment1/cs231n/layers.py", "affine_backward", "PASS", ""),
+    (HOMEWORK / "twolayer_mask_no_bias.py", "TwoLayerNet", "FAIL", "without the bias"),
+    (HOMEWORK / "softmax_no_div_n.py", "softmax_loss_vectorized", "FAIL", "not divided by N"),
+    (HOMEWORK / "twolayer_bias_regularized.py", "TwoLayerNet", "FAIL", "biases regularized"),
+]
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory):
+    """{(seed, file, target): TargetResult} of SEEDED's files under two seeds, two children at a time."""
+    jobs = {seed: job.write_job(tmp_path_factory.mktemp(f"seed{seed}"), seed=seed) for seed in (11, 2**40 + 3)}
+    work = [(seed, f) for seed in jobs for f in sorted({f for f, *_ in SEEDED})]
+    with ThreadPoolExecutor(2) as pool:
+        per_file = list(pool.map(lambda w: check_file(str(w[1]), jobs[w[0]], limits=FAST), work))
+    return {(seed, f, r.name): r for (seed, f), results in zip(work, per_file) for r in results}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [11, 2**40 + 3])
+@pytest.mark.parametrize("file,name,status,hint", SEEDED, ids=[f"{f.name}:{n}" for f, n, *_ in SEEDED])
+def test_reseeded_cases_judge_like_the_fixed_ones(seeded, seed, file, name, status, hint):
+    result = seeded[(seed, file, name)]
+    assert result.status == status, (result.headline, result.hints)
+    if status == "FAIL":
+        assert any(hint in h for q in result.failed_quantities for h in result.hints.get(q, [])), result.hints
+        assert not any("does not match" in h for hs in result.hints.values() for h in hs), result.hints
+
+
+def test_seed_flag(capsys):
+    assert main(["--target", f"{HOMEWORK}/twolayer_mask_no_bias.py", "--seed", "5"]) == 1
+    assert "without the bias" in capsys.readouterr().out
+    assert main(["--seed", "5"]) == 2
+    assert "--seed needs --target or --submissions" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--target", f"{HOMEWORK}/twolayer_mask_no_bias.py", "--seed", "-3"])
+    assert "expected a whole number >= 0" in capsys.readouterr().err

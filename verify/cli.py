@@ -64,6 +64,12 @@ def positive_int(text):
     return int(text)
 
 
+def whole_number(text):
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return int(text)
+
+
 def build_parser():
     from verify.kinds import KINDS
 
@@ -78,6 +84,8 @@ def build_parser():
                         help=f"override the detected kind of --target FILE:NAME ({', '.join(sorted(KINDS))})")
     parser.add_argument("--reg-convention", choices=["auto", "full", "half"], default="auto",
                         help="full: reg*sum(W*W); half: 0.5*reg*sum(W*W); auto (default): the one your loss uses")
+    parser.add_argument("--seed", type=whole_number, default=None, metavar="N",
+                        help="draw every case's shapes and values afresh from seed N (default: the fixed cases)")
     parser.add_argument("--timeout", type=positive_float, default=60.0, metavar="S",
                         help="seconds each target (and each import) may run (default 60)")
     parser.add_argument("--max-memory", type=parse_size, default=parse_size("4G"), metavar="SIZE",
@@ -141,8 +149,8 @@ def check_one(args):
         return 2
     limits = Limits(timeout=args.timeout, max_memory=args.max_memory)
     with tempfile.TemporaryDirectory(prefix="verify_job_") as tmp:
-        results = check_file(where, write_job(tmp), name=name, kind=args.kind, reg_convention=args.reg_convention,
-                             limits=limits)
+        results = check_file(where, write_job(tmp, seed=args.seed), name=name, kind=args.kind,
+                             reg_convention=args.reg_convention, limits=limits)
     print(f"verify {args.target}: float64, every case against torch.autograd and your own loss; "
           f"{limits.describe()}")
     for r in results:
@@ -173,8 +181,8 @@ def check_submissions(args):
     limits = Limits(timeout=args.timeout, max_memory=args.max_memory)
     with tempfile.TemporaryDirectory(prefix="verify_job_") as tmp, tqdm(
             desc="verify", unit="file", file=sys.stderr, disable=None) as bar:
-        entries = check_class(directory, write_job(tmp), jobs=args.jobs, reg_convention=args.reg_convention,
-                              limits=limits, progress=bar)
+        entries = check_class(directory, write_job(tmp, seed=args.seed), jobs=args.jobs,
+                              reg_convention=args.reg_convention, limits=limits, progress=bar)
     print(f"verify --submissions {args.submissions}: {limits.describe()}")
     print(format_class(entries))
     if args.csv:
@@ -188,6 +196,10 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.kind and not args.target:
         print("error: --kind needs --target", file=sys.stderr)
+        return 2
+    if args.seed is not None and not (args.target or args.submissions):
+        print("error: --seed needs --target or --submissions (the self-check runs on the fixed cases)",
+              file=sys.stderr)
         return 2
     if args.csv and not args.submissions:
         print("error: --csv needs --submissions", file=sys.stderr)
