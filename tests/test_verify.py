@@ -729,3 +729,14 @@ def test_seed_flag(capsys):
     with pytest.raises(SystemExit):
         main(["--target", f"{HOMEWORK}/twolayer_mask_no_bias.py", "--seed", "-3"])
     assert "expected a whole number >= 0" in capsys.readouterr().err
+
+
+def test_a_list_of_numbers_is_an_array_like_in_the_courses_rel_error():
+    from verify.calls import BadCall, as_array
+
+    got = as_array([0.5, 1, np.float32(2.0)], "b1")
+    assert got.dtype == np.float64 and np.array_equal(got, [0.5, 1.0, 2.0])
+    with pytest.raises(BadCall, match="b1 is a list that is not an array of numbers"):
+        as_array(["a", "b"], "b1")
+    with pytest.raises(BadCall, match="b1 is a str; expected a number or an array"):
+        as_array("0.5", "b1")

@@ -32,13 +32,21 @@ LOW_PRECISION_SEEN = set()  # quantities returned in a low-precision dtype (repo
 
 
 def as_array(value, quantity):
-    """A returned number/array/tensor as a float64 array; None stays None; anything else is a BadCall."""
+    """A returned number/array/tensor (or list of numbers) as a float64 array; None stays None; anything else is a
+    BadCall."""
     if value is None:
         return None
     if str(getattr(value, "dtype", "")).split(".")[-1] in LOW_PRECISION:
         LOW_PRECISION_SEEN.add(quantity)
     if is_tensor(value):
         return to_float64(value)
+    if isinstance(value, (list, tuple)):  # a list of numbers, as cs231n's own rel_error accepts
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise BadCall("FAIL", f"{quantity} is a {type(value).__name__} that is not an array of numbers; "
+                                  "expected a number or an array") from None
+        return arr
     if isinstance(value, bool) or not isinstance(value, (int, float, np.number, np.ndarray)):
         raise BadCall("FAIL", f"{quantity} is a {type(value).__name__}; expected a number or an array")
     arr = np.asarray(value)
