@@ -1,5 +1,6 @@
 """The folders say what they import: reference_numpy imports no torch, torch_impl no Lightning, torchmetrics, train or
-verify; and no two of the project's Python files import each other, directly or round a longer loop.
+verify, verify no train, Lightning, Optuna or torchvision; and no two of the project's Python files import each
+other, directly or round a longer loop.
 
 Run: ``python -m pytest tests/test_layout.py -q``.
 """
@@ -33,7 +34,8 @@ print(len(names), "modules:", " ".join(names))
 
 
 @pytest.mark.parametrize("package,blocked", [("reference_numpy", ["torch", "lightning", "torchmetrics"]),
-                                             ("torch_impl", ["lightning", "torchmetrics", "train", "verify"])])
+                                             ("torch_impl", ["lightning", "torchmetrics", "train", "verify"]),
+                                             ("verify", ["train", "lightning", "optuna", "torchvision"])])
 def test_every_module_imports_with_the_layers_above_it_blocked(package, blocked):
     code = BLOCKED_IMPORT.format(package=package, blocked=blocked)
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)

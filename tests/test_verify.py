@@ -740,3 +740,11 @@ def test_a_list_of_numbers_is_an_array_like_in_the_courses_rel_error():
         as_array(["a", "b"], "b1")
     with pytest.raises(BadCall, match="b1 is a str; expected a number or an array"):
         as_array("0.5", "b1")
+
+
+def test_param_names_are_the_projects():
+    from torch_impl.neural_net import PARAM_NAMES
+    from verify.kinds import KINDS
+    from verify.kinds import PARAM_NAMES as VERIFY_PARAM_NAMES
+
+    assert VERIFY_PARAM_NAMES == PARAM_NAMES and tuple(KINDS["two_layer"].params) == PARAM_NAMES

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 
 from verify.compare import is_tensor, to_float64
-from verify.kinds import KINDS, binds, parameter_names
+from verify.kinds import KINDS, PARAM_NAMES, binds, parameter_names
 from verify.loading import explain
 
 FD_STEP = 1e-5  # h of the centred differences (float64: truncation ~h^2, rounding ~eps |L| / h, both << 1e-6)
@@ -107,7 +107,7 @@ class Runner:
             net.reg = case.reg
         if _is_module(net):
             net.to(dtype=sys.modules["torch"].float64)  # an nn.Module: verification runs in float64
-        self._set_params(net, {k: a[k] for k in ("W1", "b1", "W2", "b2")})
+        self._set_params(net, {k: a[k] for k in PARAM_NAMES})
         return net
 
     def _set_params(self, net, values):
@@ -151,7 +151,7 @@ class Runner:
                 scores, self.scores_note = None, f"scores not checked: loss(X) without y {e.line}"
             out = self._net_loss(net, case, X, y)
             changed = _changed(["X", "y"], [X, y], a)
-            changed += [f"self.params['{n}']" for n in ("W1", "b1", "W2", "b2")
+            changed += [f"self.params['{n}']" for n in PARAM_NAMES
                         if not np.array_equal(to_float64(net.params[n]), a[n])]
             if isinstance(out, (tuple, list)) and len(out) == 2 and isinstance(out[0], dict):
                 raise BadCall("FAIL", "returned (grads, loss); the order is (loss, grads)")
@@ -160,9 +160,9 @@ class Runner:
                 grads = {}
             if not hasattr(grads, "get"):
                 raise BadCall("FAIL", f"grads is a {type(grads).__name__}; expected a dict with keys W1, b1, W2, b2")
-            self.absent = [n for n in ("W1", "b1", "W2", "b2") if n not in grads]
+            self.absent = [n for n in PARAM_NAMES if n not in grads]
             res = {"scores": as_array(scores, "scores"), "loss": as_array(loss, "loss")}
-            res.update({n: as_array(grads.get(n), n) for n in ("W1", "b1", "W2", "b2")})
+            res.update({n: as_array(grads.get(n), n) for n in PARAM_NAMES})
             return res, changed
         if k in ("affine_forward", "affine_relu_forward", "relu_forward"):
             args = [self._in(a[n]) for n in (("x",) if k == "relu_forward" else ("x", "w", "b"))]
@@ -202,7 +202,7 @@ class Runner:
             net = self._net(case)
 
             def loss(v):
-                self._set_params(net, {n: v.get(n, a[n]) for n in ("W1", "b1", "W2", "b2")})
+                self._set_params(net, {n: v.get(n, a[n]) for n in PARAM_NAMES})
                 return _scalar(_pair(self._net_loss(net, case, self._in(a["X"]), self._in(a["y"])), "")[0])
             return loss
         if k in ("softmax_loss", "svm_loss"):

@@ -36,15 +36,15 @@ def _kind(name, api, quantities, params=None, regularized=(), default_convention
     return Kind(name, api, tuple(quantities), dict(params or {}), tuple(regularized), default_convention, forward)
 
 
-TWO_LAYER_GRADS = {"W1": "W1", "b1": "b1", "W2": "W2", "b2": "b2"}
+PARAM_NAMES = ("W1", "b1", "W2", "b2")  # torch_impl.neural_net.PARAM_NAMES, here without importing torch
+TWO_LAYER_GRADS = {p: p for p in PARAM_NAMES}
 KINDS = {k.name: k for k in [
     _kind("softmax", "softmax_loss_*(W, X, y, reg) -> (loss, dW)", ("loss", "dW"), {"W": "dW"}, ("W",), "full"),
     _kind("svm", "svm_loss_*(W, X, y, reg) -> (loss, dW)", ("loss", "dW"), {"W": "dW"}, ("W",), "full"),
     _kind("two_layer", "TwoLayerNet(input_size, hidden_size, output_size, std) with params and "
-          "loss(X, y=None, reg=0.0)", ("scores", "loss", "W1", "b1", "W2", "b2"), TWO_LAYER_GRADS, ("W1", "W2"),
-          "full"),
+          "loss(X, y=None, reg=0.0)", ("scores", "loss", *PARAM_NAMES), TWO_LAYER_GRADS, ("W1", "W2"), "full"),
     _kind("fc_net", "TwoLayerNet(input_dim, hidden_dim, num_classes, weight_scale, reg) with params, reg and "
-          "loss(X, y=None)", ("scores", "loss", "W1", "b1", "W2", "b2"), TWO_LAYER_GRADS, ("W1", "W2"), "half"),
+          "loss(X, y=None)", ("scores", "loss", *PARAM_NAMES), TWO_LAYER_GRADS, ("W1", "W2"), "half"),
     _kind("affine_forward", "affine_forward(x, w, b) -> (out, cache)", ("out",)),
     _kind("affine_backward", "affine_backward(dout, cache) -> (dx, dw, db)", ("dx", "dw", "db"),
           {"x": "dx", "w": "dw", "b": "db"}, forward="affine_forward"),

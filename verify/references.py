@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from torch_impl import autograd_twin
 from verify.compare import to_float64
-from verify.kinds import REG_FACTOR
+from verify.kinds import PARAM_NAMES, REG_FACTOR
 
 
 def _t(a):
@@ -43,7 +43,7 @@ def reference(kind, case, convention="full"):
         loss = _svm_data_loss(_t(a["X"]) @ W, _t(a["y"])) + reg * torch.sum(W * W)
         return {"loss": to_float64(loss), **_grads(loss, {"W": W}, ["dW"])}
     if kind in ("two_layer", "fc_net"):
-        P = [_t(a[k]) for k in ("W1", "b1", "W2", "b2")]
+        P = [_t(a[k]) for k in PARAM_NAMES]
         loss, grads = autograd_twin.two_layer_loss_and_grads_autograd(_t(a["X"]), _t(a["y"]), *P, reg)
         scores = torch.relu(_t(a["X"]) @ P[0] + P[1]) @ P[2] + P[3]  # (N, C)
         return {"scores": to_float64(scores), "loss": to_float64(loss),
