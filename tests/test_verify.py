@@ -244,9 +244,11 @@ def test_broken_homework_is_flagged(checked, file, name, quantities, hint):
     ("softmax_loss_sum.py", "loss", "loss not averaged"),
     ("softmax_reg_no_factor.py", "loss", "without the factor reg"),
     ("softmax_loss_sum.py", "dW", "not the derivative of your own loss"),
+    ("softmax_math_exp.py", "stability", "raised OverflowError at logits ~1e3"),
 ])
 def test_new_mistakes_get_their_hint(checked, file, quantity, hint):
     name = "TwoLayerNet" if file.startswith("twolayer") else "softmax_loss_vectorized"
+    name = "softmax_loss_naive" if file == "softmax_math_exp.py" else name
     hints = checked[(file, name)].hints
     assert any(hint in h for h in hints.get(quantity, [])), hints
 

@@ -13,6 +13,8 @@ from verify.kinds import KINDS
 PSEUDO = ("call", "inputs", "unfinished")  # row quantities that are not outputs: their note is the whole story
 NOTHING_CHECKED = "nothing was checked: no case gave a quantity to compare (verify never counts that as a PASS)"
 NETS = ("two_layer", "fc_net")
+OVERFLOW = ("raised OverflowError at logits ~1e3 (math.exp overflows past ~709): no max subtraction? subtract "
+            "each row's max score before exp (softmax is unchanged by it)")
 
 __all__ = ["UNIMPLEMENTED", "NOTHING_CHECKED", "explain_rows", "looks_unimplemented", "unfinished_line",
            "unfinished_quantities", "verdict"]
@@ -85,6 +87,8 @@ def explain_rows(kind, cases, metas, fitted, rows, shape_notes, convention):
     hints = diagnose(kind, cases, fitted, failed & set(KINDS[kind].quantities), convention)
     for q, extra in shape_notes.items():
         hints[q] = sorted(extra) + hints.get(q, [])
+    if any(r.quantity == "call" and r.case == LARGE and "OverflowError" in r.note for r in rows):
+        hints.setdefault("stability", []).append(OVERFLOW)
     low = sorted({q for m in metas for q in m.get("low_precision", [])})
     if low and failed:  # rounding explains small errors; say so first
         for q in failed - set(PSEUDO):
