@@ -750,3 +750,14 @@ def test_param_names_are_the_projects():
     from verify.kinds import PARAM_NAMES as VERIFY_PARAM_NAMES
 
     assert VERIFY_PARAM_NAMES == PARAM_NAMES and tuple(KINDS["two_layer"].params) == PARAM_NAMES
+
+
+def test_references_keep_the_latest_seeds(monkeypatch):
+    from verify import checks
+
+    monkeypatch.setattr(checks, "SEEDS_KEPT", 2)
+    for seed in (101, 102, 103):
+        cases, wants = checks.references("relu_forward", "full", seed)
+        assert [c.name for c in cases] == ["random", "N=1"] and wants[0]["out"].shape == cases[0].arrays["x"].shape
+    kept = {key[2] for key in checks._REFERENCES if key[2] is not None}
+    assert {102, 103} <= kept and 101 not in kept

@@ -90,25 +90,34 @@ class TargetResult:
 
 
 _REFERENCES, _REFERENCES_LOCK = {}, threading.Lock()
+SEEDS_KEPT = 64  # seeds whose references stay cached (a class graded with a seed per student)
 
 
 def references(kind, convention, seed=None):
     """(cases, [reference per case]) of one kind under one convention, for the cases of a seed (None: the fixed
-    ones): autograd runs once per process and seed."""
+    ones): autograd runs once per process, kind, convention and seed; the last SEEDS_KEPT seeds are kept."""
     with _REFERENCES_LOCK:
         if (kind, convention, seed) not in _REFERENCES:
             from verify.references import reference  # torch: imported on first use, while a child runs
 
             cases = cases_for(kind, seed)
             _REFERENCES[kind, convention, seed] = cases, [reference(kind, c, convention) for c in cases]
+            seeds = list(dict.fromkeys(key[2] for key in _REFERENCES if key[2] is not None))  # oldest first
+            for old in seeds[:-SEEDS_KEPT]:
+                for key in [key for key in _REFERENCES if key[2] == old]:
+                    del _REFERENCES[key]
         return _REFERENCES[kind, convention, seed]
 
 
 def warm_references(seed=None):
-    """Every kind's references under every convention it has (the first call imports torch)."""
+    """Every kind's references under every convention it has (the first call imports torch). A seeded job
+    only imports torch here: each seed's references are computed for the kinds its file has, on use."""
+    if seed is not None:
+        import verify.references  # noqa: F401
+        return
     for kind, spec in KINDS.items():
         for convention in (("full", "half") if spec.regularized else ("full",)):
-            references(kind, convention, seed)
+            references(kind, convention)
 
 
 def _fit_shape(q, got, want, N, shape_notes):
