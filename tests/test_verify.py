@@ -166,8 +166,9 @@ def test_seeds_draw_different_cases_and_the_same_seed_the_same():
         assert all(np.array_equal(x.arrays[k], y.arrays[k]) for x, y in zip(one, again) for k in x.arrays)
     shapes = {verify_cases.cases_for("two_layer", s)[0].arrays["W1"].shape for s in range(6)}
     assert len(shapes) > 1  # the shapes are drawn too, not only the values
-    with pytest.raises(ValueError, match="seed: expected None or a whole number"):
-        verify_cases.cases_for("softmax", -1)
+    for bad in (-1, 2**63, 1.5, True):
+        with pytest.raises(ValueError, match="seed: expected None or a whole number"):
+            verify_cases.cases_for("softmax", bad)
 
 
 @pytest.mark.parametrize("kind", ["softmax", "two_layer"])
@@ -730,7 +731,7 @@ def test_seed_flag(capsys):
     assert "--seed needs --target or --submissions" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--target", f"{HOMEWORK}/twolayer_mask_no_bias.py", "--seed", "-3"])
-    assert "expected a whole number >= 0" in capsys.readouterr().err
+    assert "expected a whole number from 0 to 2**63 - 1" in capsys.readouterr().err
 
 
 def test_a_list_of_numbers_is_an_array_like_in_the_courses_rel_error():

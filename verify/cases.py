@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 LARGE = "large logits"
+MAX_SEED = 2**63 - 1  # a seed is stored in the job file as an int64
 KINK = 1e-3  # every ReLU input and hinge margin at least this far from its kink
 
 
@@ -187,6 +188,7 @@ CASE_BUILDERS = {
 def cases_for(kind, seed=None):
     """The cases of one kind of target (a fresh list: callers may not change them); seed None: the fixed cases,
     an int (>= 0): cases drawn from it."""
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-        raise ValueError(f"seed: expected None or a whole number >= 0, got {seed!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                             or not 0 <= seed <= MAX_SEED):
+        raise ValueError(f"seed: expected None or a whole number from 0 to {MAX_SEED}, got {seed!r}")
     return CASE_BUILDERS[kind](seed)
