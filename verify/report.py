@@ -45,8 +45,9 @@ def format_target(result):
     for r in result.rows:
         if r.quantity != "unfinished":  # one line for every case: said once, below
             table.setdefault((r.case, r.quantity), {})[r.check] = r
-    lines.append(f"{'case':<14} {'quantity':<9} {COLUMNS['course']:>18} {COLUMNS['own']:>21}  result"
-                 "   (relative errors: the course's definition by torch.autograd; your loss by finite differences)")
+    lines.append("relative errors against the course's definition (torch.autograd) and against centred finite "
+                 "differences of your own loss:")
+    lines.append(f"{'case':<14} {'quantity':<9} {COLUMNS['course']:>18} {COLUMNS['own']:>21}  result")
     for (case, q), checks in table.items():
         course, own = checks.get("course"), checks.get("own")
         ok = all(r.passed for r in checks.values())
