@@ -64,6 +64,13 @@ def test_every_name_in_the_doc_exists_and_every_twin_pair_is_shown():
                 assert (name, torch_file) in shown, f"region {name} of {torch_file} is marked but not shown"
 
 
+def test_the_doc_links_every_rung_of_the_ladders():
+    text = DOC.read_text()
+    rungs = sorted((ROOT / "docs" / "ladder").glob("*.py"))
+    missing = [path.name for path in rungs if f"](ladder/{path.name})" not in text]
+    assert not missing, f"docs/bridge.md does not link {missing}"
+
+
 def test_markers_are_balanced_and_placed_identically_in_the_twins():
     marked = bb.marked_sources(ROOT)  # raises BridgeError on an unbalanced, duplicated or malformed marker
     for numpy_file, torch_file in TWINS:

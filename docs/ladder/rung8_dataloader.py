@@ -21,6 +21,7 @@ batch_size, num_epochs, seed, init_seed, num_val, num_test = 200, 25, 0, 0, 250,
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+# [bridge:ladder-dataloader-data]
 def load_data(dtype):
     """Train and val Datasets of (x (64,), y) pairs, minus the train split's mean image; and the class names."""
     digits = load_digits()
@@ -30,13 +31,16 @@ def load_data(dtype):
     mean = X[train_rows].mean(dim=0)  # (64,)  the train split's mean image, in float64
     return (TensorDataset((X[train_rows] - mean).to(dtype), y[train_rows]),
             TensorDataset((X[val_rows] - mean).to(dtype), y[val_rows]), [str(d) for d in range(10)])
+# [/bridge:ladder-dataloader-data]
 
 
+# [bridge:ladder-dataloader-batches]
 def epoch_batches(epoch, num_examples):
     """fit's batches of one epoch: ceil(N / B) index arrays drawn with replacement (cs231n's np.random.choice(N, B)),
     batch b from a generator keyed by (seed, epoch, b) (train/data.py, batch_indices)."""
     return [np.random.default_rng([seed, epoch, b]).integers(0, num_examples, batch_size)
             for b in range(math.ceil(num_examples / batch_size))]
+# [/bridge:ladder-dataloader-batches]
 
 
 class TwoLayerNet(nn.Module):
@@ -64,6 +68,7 @@ def l2(model):
     return reg * (torch.sum(model.fc1.weight ** 2) + torch.sum(model.fc2.weight ** 2))  # the weights, not the biases
 
 
+# [bridge:ladder-dataloader-eval]
 @torch.no_grad()  # evaluation records no graph
 def evaluate(model, loader):
     """(the training loss, the accuracy) over the loader's examples: fit's val/loss and val/acc."""
@@ -75,6 +80,7 @@ def evaluate(model, loader):
         loss_sum += F.cross_entropy(scores, y, reduction="sum").item()
         correct += (scores.argmax(dim=1) == y).sum().item()
     return loss_sum / len(loader.dataset) + l2(model).item(), correct / len(loader.dataset)
+# [/bridge:ladder-dataloader-eval]
 
 
 def train(folder=".", dtype=torch.float32):
@@ -87,6 +93,7 @@ def train(folder=".", dtype=torch.float32):
     print(f"training on {device} in {dtype}")
     opt = torch.optim.SGD(model.parameters(), lr=learning_rate)
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=learning_rate_decay)  # lr *= decay per epoch
+    # [bridge:ladder-dataloader-loop]
     for epoch in range(num_epochs):
         model.train()  # training mode
         for X, y in DataLoader(train_data, batch_sampler=epoch_batches(epoch, len(train_data))):
@@ -97,16 +104,19 @@ def train(folder=".", dtype=torch.float32):
             opt.step()
         sched.step()
         val_loss, val_acc = evaluate(model, val_loader)
+        # [/bridge:ladder-dataloader-loop]
         print(f"epoch {epoch:2d}  train/loss {loss.item():.4f}  val/loss {val_loss:.4f}  val/acc {val_acc:.4f}")
     steps = num_epochs * len(epoch_batches(0, len(train_data)))
     print(f"final val/acc = {val_acc:.4f} after {steps} steps ({num_epochs} epochs)")
 
+    # [bridge:ladder-dataloader-state-dict]
     path = os.path.join(folder, "two_layer_net.pt")
     torch.save(model.state_dict(), path + ".tmp")  # {"fc1.weight": (H, D), "fc1.bias": (H,), ...}
     os.replace(path + ".tmp", path)  # atomic: a crash never leaves half a file under the real name
     restored = TwoLayerNet(len(train_data[0][0]), hidden_size, len(classes)).to(dtype).to(device)
     restored.load_state_dict(torch.load(path, map_location=device, weights_only=True))
     print(f"loaded {path}: val/acc = {evaluate(restored, val_loader)[1]:.4f}")
+    # [/bridge:ladder-dataloader-state-dict]
     return model
 
 

@@ -24,6 +24,7 @@ batch_size, num_epochs, seed, init_seed, num_val, image_size = 200, 5, 0, 0, 100
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+# [bridge:ladder-imagefolder-data]
 def load_data(root, dtype):
     """Train and val Datasets of (x (3 S S,), y) pairs from root/train, minus the train split's mean image; and the
     class names (the sorted folder names)."""
@@ -35,6 +36,7 @@ def load_data(root, dtype):
     mean = (sum(sums) / len(train_rows)).float()  # (3, S, S)  the train split's mean image
     images.transform = v2.Compose([pixels, lambda x: (x.float() - mean).flatten().to(dtype)])  # (3 S S,) CHW
     return Subset(images, train_rows), Subset(images, val_rows), images.classes
+# [/bridge:ladder-imagefolder-data]
 
 
 def epoch_batches(epoch, num_examples):
