@@ -1,7 +1,9 @@
 """notebooks/*.ipynb run top to bottom in a fresh kernel, and are stored without outputs.
 
 Each notebook is executed by nbclient in a new ipykernel (the .venv's python) from the notebooks folder, with
-CIFAR10_ROOT unset (its section is skipped) unless a test sets it. A cell that raises fails the test with the
+CIFAR10_ROOT and ASSIGNMENT unset (the CIFAR-10 section is skipped, the NumPy code is reference_numpy) unless a test
+sets them. With ASSIGNMENT, the NumPy cells run a student's cs231n package: a correct one written by the test agrees
+with every PyTorch twin; one with a bug gets verify's name for it. A cell that raises fails the test with the
 cell's source and traceback. Run: python -m pytest tests/test_notebooks.py -q
 """
 import time
@@ -48,6 +50,7 @@ def quiet_kernel_env(monkeypatch, tmp_path_factory):
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         monkeypatch.setenv(name, "1")
     monkeypatch.delenv("CIFAR10_ROOT", raising=False)
+    monkeypatch.delenv("ASSIGNMENT", raising=False)
     jupyter_path = tmp_path_factory.mktemp("jupyter")
     write_kernel_spec(jupyter_path / "kernels" / "python3")
     monkeypatch.setenv("JUPYTER_PATH", str(jupyter_path))
@@ -76,6 +79,8 @@ def test_notebook_runs_top_to_bottom(name, quiet_kernel_env):
     assert not [o for o in outputs if o.output_type == "error"]
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "CIFAR10_ROOT is not set" in text
+    assert "The NumPy code is the project's reference_numpy" in text
+    assert "agree (max |difference|" in text and "DIFFER" not in text
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) == INLINE_IMAGES[name], f"{name}: {len(images)} inline images, expected {INLINE_IMAGES[name]}"
 
@@ -95,17 +100,192 @@ def tiny_cifar10_folder(tmp_path_factory):
     return root
 
 
+def stream_text(executed):
+    return "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs
+                   if o.output_type == "stream")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
-def test_cifar10_section_runs_when_a_folder_is_given(name, quiet_kernel_env, tiny_cifar10_folder, monkeypatch):
+def test_your_correct_code_agrees_with_every_twin_also_on_cifar10(name, quiet_kernel_env, tiny_cifar10_folder,
+                                                                 monkeypatch, tmp_path):
+    """A correct homework package: every comparison agrees; the CIFAR-10 section runs on a tiny folder."""
+    folder = write_assignment(tmp_path / "assignment1", bug=None)
+    monkeypatch.setenv("ASSIGNMENT", str(folder))
     monkeypatch.setenv("CIFAR10_ROOT", str(tiny_cifar10_folder))
     monkeypatch.setenv("CIFAR10_NUM_ITERS", "20")
     executed, _ = execute(nbformat.read(NOTEBOOKS / name, as_version=4), NOTEBOOKS)
-    text = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs
-                   if o.output_type == "stream")
+    text = stream_text(executed)
+    assert f"The NumPy code is your {folder / 'cs231n' / 'classifiers'}" in text
+    assert "DIFFER" not in text
+    assert text.count("agree (max |difference|") >= 5
     assert "CIFAR10_ROOT is not set" not in text
     assert "Train data shape:  (100, " in text  # 1,100 images minus ImageFolderDataModule's 1,000 for val
     assert "test accuracy" in text.lower()
+
+
+BUGS = {"softmax_pytorch.ipynb": ("softmax_no_div_n", "vectorized dW: NumPy and PyTorch DIFFER",
+                                  "hint: gradient not divided by N"),
+        "two_layer_net_pytorch.ipynb": ("two_layer_no_reg_grad", "dW1: NumPy and PyTorch DIFFER",
+                                        "hint: regularization gradient missing (add 2*reg*W")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_a_bug_in_your_code_is_named_by_the_comparison_cell(name, quiet_kernel_env, monkeypatch, tmp_path):
+    bug, differ, hint = BUGS[name]
+    monkeypatch.setenv("ASSIGNMENT", str(write_assignment(tmp_path / "assignment1", bug=bug)))
+    executed, _ = execute(nbformat.read(NOTEBOOKS / name, as_version=4), NOTEBOOKS)
+    cell = next(c for c in executed.cells if c.cell_type == "code" and differ in stream_text_of(c))
+    assert hint in stream_text_of(cell), stream_text_of(cell)
+
+
+def stream_text_of(cell):
+    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+
+
+SOFTMAX_PY = """\
+import numpy as np
+from past.builtins import xrange
+
+
+def softmax_loss_naive(W, X, y, reg):
+    loss, dW = 0.0, np.zeros_like(W)
+    num_train, num_classes = X.shape[0], W.shape[1]
+    for i in xrange(num_train):
+        f = X[i].dot(W)
+        f -= np.max(f)
+        p = np.exp(f) / np.sum(np.exp(f))
+        loss -= np.log(p[y[i]])
+        for j in xrange(num_classes):
+            dW[:, j] += X[i] * (p[j] - (j == y[i]))
+    return loss / num_train + reg * np.sum(W * W), dW / num_train + 2 * reg * W
+
+
+def softmax_loss_vectorized(W, X, y, reg):
+    num_train = X.shape[0]
+    f = X.dot(W)
+    f -= np.max(f, axis=1, keepdims=True)
+    p = np.exp(f) / np.sum(np.exp(f), axis=1, keepdims=True)
+    loss = np.sum(-np.log(p[np.arange(num_train), y])) / num_train + reg * np.sum(W * W)
+    p[np.arange(num_train), y] -= 1
+    dW = X.T.dot(p) / num_train + 2 * reg * W
+    return loss, dW
+"""
+
+LINEAR_CLASSIFIER_PY = """\
+import numpy as np
+from cs231n.classifiers.softmax import *
+
+
+class LinearClassifier(object):
+    def __init__(self):
+        self.W = None
+
+    def train(self, X, y, learning_rate=1e-3, reg=1e-5, num_iters=100, batch_size=200, verbose=False):
+        num_train, dim = X.shape
+        num_classes = np.max(y) + 1
+        if self.W is None:
+            self.W = 0.001 * np.random.randn(dim, num_classes)
+        loss_history = []
+        for it in range(num_iters):
+            batch_idx = np.random.choice(num_train, batch_size, replace=True)
+            loss, grad = self.loss(X[batch_idx], y[batch_idx], reg)
+            loss_history.append(loss)
+            self.W -= learning_rate * grad
+            if verbose and it % 100 == 0:
+                print('iteration %d / %d: loss %f' % (it, num_iters, loss))
+        return loss_history
+
+    def predict(self, X):
+        return np.argmax(X.dot(self.W), axis=1)
+
+
+class Softmax(LinearClassifier):
+    def loss(self, X_batch, y_batch, reg):
+        return softmax_loss_vectorized(self.W, X_batch, y_batch, reg)
+"""
+
+NEURAL_NET_PY = """\
+import numpy as np
+
+
+class TwoLayerNet(object):
+    def __init__(self, input_size, hidden_size, output_size, std=1e-4):
+        self.params = {}
+        self.params['W1'] = std * np.random.randn(input_size, hidden_size)
+        self.params['b1'] = np.zeros(hidden_size)
+        self.params['W2'] = std * np.random.randn(hidden_size, output_size)
+        self.params['b2'] = np.zeros(output_size)
+
+    def loss(self, X, y=None, reg=0.0):
+        W1, b1, W2, b2 = self.params['W1'], self.params['b1'], self.params['W2'], self.params['b2']
+        N, D = X.shape
+        hidden = np.maximum(0, X.dot(W1) + b1)
+        scores = hidden.dot(W2) + b2
+        if y is None:
+            return scores
+        shifted = scores - np.max(scores, axis=1, keepdims=True)
+        probs = np.exp(shifted) / np.sum(np.exp(shifted), axis=1, keepdims=True)
+        loss = -np.sum(np.log(probs[range(N), y])) / N + reg * (np.sum(W1 * W1) + np.sum(W2 * W2))
+        grads = {}
+        dscores = probs.copy()
+        dscores[range(N), y] -= 1
+        dscores /= N
+        grads['W2'] = hidden.T.dot(dscores) + 2 * reg * W2
+        grads['b2'] = np.sum(dscores, axis=0)
+        dhidden = dscores.dot(W2.T)
+        dhidden[hidden <= 0] = 0
+        grads['W1'] = X.T.dot(dhidden) + 2 * reg * W1
+        grads['b1'] = np.sum(dhidden, axis=0)
+        return loss, grads
+
+    def train(self, X, y, X_val, y_val, learning_rate=1e-3, learning_rate_decay=0.95, reg=5e-6, num_iters=100,
+              batch_size=200, verbose=False):
+        num_train = X.shape[0]
+        iterations_per_epoch = max(num_train / batch_size, 1)
+        loss_history, train_acc_history, val_acc_history = [], [], []
+        for it in range(num_iters):
+            indices = np.random.choice(num_train, batch_size)
+            X_batch, y_batch = X[indices], y[indices]
+            loss, grads = self.loss(X_batch, y=y_batch, reg=reg)
+            loss_history.append(loss)
+            for name in self.params:
+                self.params[name] -= learning_rate * grads[name]
+            if verbose and it % 100 == 0:
+                print('iteration %d / %d: loss %f' % (it, num_iters, loss))
+            if it % iterations_per_epoch == 0:
+                train_acc_history.append((self.predict(X_batch) == y_batch).mean())
+                val_acc_history.append((self.predict(X_val) == y_val).mean())
+                learning_rate *= learning_rate_decay
+        return {'loss_history': loss_history, 'train_acc_history': train_acc_history,
+                'val_acc_history': val_acc_history}
+
+    def predict(self, X):
+        return np.argmax(self.loss(X), axis=1)
+"""
+
+BUG_EDITS = {  # a bug students make, as (file, correct line, buggy line)
+    "softmax_no_div_n": ("softmax.py", "dW = X.T.dot(p) / num_train + 2 * reg * W", "dW = X.T.dot(p) + 2 * reg * W"),
+    "two_layer_no_reg_grad": ("neural_net.py", "grads['W1'] = X.T.dot(dhidden) + 2 * reg * W1",
+                              "grads['W1'] = X.T.dot(dhidden)"),
+}
+
+
+def write_assignment(folder, bug):
+    """A cs231n assignment 1 folder with a student's classifiers (cs231n 2017-2019 API), correct or with ``bug``."""
+    files = {"softmax.py": SOFTMAX_PY, "linear_classifier.py": LINEAR_CLASSIFIER_PY, "neural_net.py": NEURAL_NET_PY}
+    if bug is not None:
+        file, correct, buggy = BUG_EDITS[bug]
+        assert files[file].count(correct) == 1
+        files[file] = files[file].replace(correct, buggy)
+    package = folder / "cs231n" / "classifiers"
+    package.mkdir(parents=True)
+    (folder / "cs231n" / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("from cs231n.classifiers.softmax import *\n")
+    for file, text in files.items():
+        (package / file).write_text(text)
+    return folder
 
 
 @pytest.mark.slow
