@@ -6,6 +6,7 @@ sets them. With ASSIGNMENT, the NumPy cells run a student's cs231n package: a co
 with every PyTorch twin; one with a bug gets verify's name for it. A cell that raises fails the test with the
 cell's source and traceback. Run: python -m pytest tests/test_notebooks.py -q
 """
+import importlib.util
 import time
 from pathlib import Path
 
@@ -124,20 +125,52 @@ def test_your_correct_code_agrees_with_every_twin_also_on_cifar10(name, quiet_ke
     assert "test accuracy" in text.lower()
 
 
-BUGS = {"softmax_pytorch.ipynb": ("softmax_no_div_n", "vectorized dW: NumPy and PyTorch DIFFER",
-                                  "hint: gradient not divided by N"),
-        "two_layer_net_pytorch.ipynb": ("two_layer_no_reg_grad", "dW1: NumPy and PyTorch DIFFER",
-                                        "hint: regularization gradient missing (add 2*reg*W")}
+BUGS = {  # (the bug, the comparison cell that catches it, what it prints, verify's hint)
+    "softmax_pytorch.ipynb": ("softmax_no_div_n", "compare('vectorized dW'", "vectorized dW: NumPy and PyTorch DIFFER",
+                              "hint: gradient not divided by N"),
+    "two_layer_net_pytorch.ipynb": ("two_layer_no_reg_grad", "compare(f'd{name}'", "dW1: NumPy and PyTorch DIFFER",
+                                    "hint: regularization gradient missing (add 2*reg*W")}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_a_bug_in_your_code_is_named_by_the_comparison_cell(name, quiet_kernel_env, monkeypatch, tmp_path):
-    bug, differ, hint = BUGS[name]
+    """The notebook up to the cell that compares the buggy quantity: that cell prints DIFFER and verify's hint."""
+    bug, source, differ, hint = BUGS[name]
     monkeypatch.setenv("ASSIGNMENT", str(write_assignment(tmp_path / "assignment1", bug=bug)))
-    executed, _ = execute(nbformat.read(NOTEBOOKS / name, as_version=4), NOTEBOOKS)
-    cell = next(c for c in executed.cells if c.cell_type == "code" and differ in stream_text_of(c))
-    assert hint in stream_text_of(cell), stream_text_of(cell)
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    last = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and source in c.source)
+    nb.cells = nb.cells[:last + 1]
+    executed, _ = execute(nb, NOTEBOOKS)
+    text = stream_text_of(executed.cells[-1])
+    assert differ in text and hint in text, text
+    assert stream_text(executed).count("DIFFER") == 1  # the other comparisons before it agree
+
+
+def load_assignment_module():
+    spec = importlib.util.spec_from_file_location("notebook_assignment", NOTEBOOKS / "assignment.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_folder_without_your_classifiers_is_named_in_one_line(tmp_path):
+    assignment = load_assignment_module()
+    with pytest.raises(ValueError, match=r"ASSIGNMENT: .* has no cs231n/classifiers/neural_net.py; expected your"):
+        assignment.load_numpy_code(tmp_path, "two_layer")
+    assert assignment.load_numpy_code(None, "softmax").where == "the project's reference_numpy"
+
+
+def test_feeding_hands_the_batches_to_np_random_choice(capsys):
+    assignment = load_assignment_module()
+    batches, real = [np.array([3, 1]), np.array([0, 0])], np.random.choice
+    with assignment.feeding(batches) as fed:
+        drawn = [np.random.choice(5, 2, replace=False) for _ in range(2)]
+    assert fed.calls == 2 and all(np.array_equal(a, b) for a, b in zip(drawn, batches))
+    assert np.random.choice is real  # restored
+    with assignment.feeding(batches):
+        pass
+    assert "drew no batch with np.random.choice" in capsys.readouterr().out
 
 
 def stream_text_of(cell):
