@@ -219,6 +219,7 @@ def test_rung_8_prints_fits_final_line_in_float32(monkeypatch, tmp_path, capsys)
     assert final[0] + "; logs in" in fit_out
 
 
+@pytest.mark.slow
 @pytest.mark.lightning
 def test_rung_9_trains_fits_net_on_an_image_folder(image_tree, monkeypatch, tmp_path, capsys):
     """float64: the same weights as fit with ImageFolderDataModule (cs231n's settings, the JPEGs resized to 32)."""
