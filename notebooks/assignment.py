@@ -93,13 +93,13 @@ def compare(what, yours, twin, code, name, rtol=1e-10, atol=1e-12):
         verdict = f"{what}: NumPy and PyTorch DIFFER (max |difference| {np.max(np.abs(yours - twin)):.1e})"
     if not code.files:
         raise AssertionError(f"{verdict} in {code.where}")
-    print(f"{verdict}: your {name} in {code.files[name].name} disagrees with the PyTorch twin")
+    print(verdict)
     key = (str(code.files[name]), name)
     lines = diagnose(code.files[name], name)
     print("\n".join(lines[:1] if key in _SHOWN else lines))
     _SHOWN.add(key)
     if lines[0].startswith(f"verify {code.files[name].name}:{name}: PASS"):
-        print(f"  {name} itself passes: look at the code that calls it (train()'s batches, update or lr decay)")
+        print(f"  your {name} passes: look at the code that calls it (train()'s batches, update, history or lr decay)")
     return False
 
 
