@@ -13,7 +13,8 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from train.checkpoint_io import AtomicCheckpointIO, atomic_torch_save, remove_stale_temporaries
+from train.atomic import remove_stale_temporaries
+from train.checkpoint_io import AtomicCheckpointIO, atomic_torch_save
 
 pytestmark = pytest.mark.lightning
 

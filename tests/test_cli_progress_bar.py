@@ -1,12 +1,13 @@
-"""train/cli.py's progress-bar default: Lightning's own TQDM bar is redrawn every PROGRESS_BAR_REFRESH_RATE
-batches (a redraw per batch costs a sixth of a CIFAR-sized CPU step); a bar given in --trainer.callbacks is kept
-as given, and ``--trainer.enable_progress_bar false`` still means no bar.
+"""train/cli.py's progress-bar default: Lightning's own TQDM bar, counting SGD steps (StepProgressBar), redrawn
+every PROGRESS_BAR_REFRESH_RATE batches (a redraw per batch costs a sixth of a CIFAR-sized CPU step); a bar given in
+--trainer.callbacks is kept as given, and ``--trainer.enable_progress_bar false`` still means no bar.
 
 Run: ``.venv/bin/python -m pytest tests/test_cli_progress_bar.py -q`` (the CLI is built with run=False: no fit).
 """
 import pytest
 from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 
+from train.callbacks import StepProgressBar
 from train.cli import DEFAULT_CONFIG, PROGRESS_BAR_REFRESH_RATE, TwoLayerCLI
 from train.data import ArrayDataModule
 from train.module import TwoLayerNetModule
@@ -25,7 +26,7 @@ def progress_bars(tmp_path, monkeypatch, *args):
 def test_default_bar_redraws_every_n_batches(tmp_path, monkeypatch):
     bars = progress_bars(tmp_path, monkeypatch)
     assert PROGRESS_BAR_REFRESH_RATE > 1
-    assert [(type(b), b.refresh_rate) for b in bars] == [(TQDMProgressBar, PROGRESS_BAR_REFRESH_RATE)]
+    assert [(type(b), b.refresh_rate) for b in bars] == [(StepProgressBar, PROGRESS_BAR_REFRESH_RATE)]
 
 
 @pytest.mark.parametrize("rate", [1, 3])
