@@ -26,8 +26,8 @@ whose W1/W2 shapes differ from the model the command builds, stops with one ``er
 before writing anything but its config leaves no version folder behind.
 
 Speed default: ``--model.steps_per_call 16`` runs 16 SGD steps per Lightning training_step (one step block; a
-block never spans two epochs), so trainer.global_step and max_steps count SGD steps while log_every_n_steps and
-val_check_interval count blocks; the progress bar counts SGD steps (StepProgressBar). fit names its step path in
+block never spans two epochs), so trainer.global_step, max_steps, log_every_n_steps, metrics.csv's step and the
+progress bar (StepProgressBar) count SGD steps while val_check_interval counts blocks. fit names its step path in
 one line at the start (``step path: fused, 16 SGD steps per training_step``; front door | fused | graph,
 train/step_blocks.py); ``--model.steps_per_call 1`` gives one front-door step per training_step.
 

@@ -29,8 +29,7 @@ import torch
 from torch_impl.validation import check_positive_int, check_split
 from train.step_blocks import StepBlock
 
-# Lightning's "true" precisions keep data in that dtype; the mixed ones and 32-true train on float32 inputs.
-TRAINING_DTYPE = torch.float32
+TRAINING_DTYPE = torch.float32  # of 32-true and the mixed precisions; a "true" precision keeps its own dtype
 TRUE_PRECISION_DTYPES = {"64-true": torch.float64, "64": torch.float64, "16-true": torch.float16,
                          "bf16-true": torch.bfloat16}
 
@@ -276,25 +275,22 @@ class ArrayDataModule(L.LightningDataModule):
         return ContiguousChunks(s.X_val, s.y_val)
 
     def test_dataloader(self):
-        """The test split; a data module without one has no test stage."""
         return ContiguousChunks(*self._test_split("test"))
 
     def predict_dataloader(self):
-        """The test split in order (predict, like test, refuses a data module without one)."""
-        return ContiguousChunks(*self._test_split("predict"))
+        return ContiguousChunks(*self._test_split("predict"))  # the test split in order, as test
 
     def _test_split(self, stage):
+        """(X_test, y_test); a data module without a test split has no test or predict stage."""
         s = self._on_device()
         if s.X_test is None:
-            raise ValueError(f"{type(self).__name__} has no test split to {stage}; use validate, or a data module "
-                             "with one")
+            raise ValueError(f"{type(self).__name__} has no test split to {stage}; use validate, or data with one")
         return s.X_test, s.y_test
 
     @classmethod
     def missing_split(cls, init_args, name):
-        """Why split ``name`` ("test") cannot be served, told from the constructor's arguments ``init_args`` before
-        any data is loaded (the CLI asks before test and predict); None when it can be, or when that cannot be told
-        without loading (test_dataloader then says so after loading)."""
+        """Why split ``name`` ("test") cannot be served, told from the constructor's ``init_args`` before any data
+        is loaded (asked by the CLI before test and predict); None when it can be, or when loading must tell."""
         return None
 
 

@@ -34,10 +34,11 @@ without the engine, where nothing listens to ``.grad`` (one device, 32/64-bit pr
 blocks of K batches (one training_step each, fewer Lightning hooks per SGD step); that is why ``python -m train
 fit`` defaults to ``steps_per_call`` 16 (train/cli.py), while the module's own default stays 1. The callbacks read
 the step in flight as ``module.last_step`` (loss, batch), the runner's record. trainer.global_step and max_steps
-count SGD steps either way; log_every_n_steps and val_check_interval count training_steps. train/loss and lr (the
-last step's) are logged on the training_steps whose step metrics Lightning writes and on each epoch's last batch;
-training_step returns ``{"loss": the last step's, "step_losses": (count,)}``, every SGD step's loss for the loss
-history plot (train/callbacks.py).
+count SGD steps either way, and so do the loggers' step (metrics.csv) and log_every_n_steps (train/steps.py's
+count_logged_steps); val_check_interval counts training_steps. train/loss and lr (the last step's) are logged on
+the training_steps whose step metrics Lightning writes and on each epoch's last batch; training_step returns
+``{"loss": the last step's, "step_losses": (count,)}``, every SGD step's loss for the loss history plot
+(train/callbacks.py).
 """
 import math
 import random
@@ -229,6 +230,7 @@ class TwoLayerNetModule(L.LightningModule):
         return {"loss": step_losses[-1], "step_losses": step_losses}  # every step's loss, for the loss history plot
     # [/bridge:lightning-training-step]
 
+    # [bridge:lightning-log-steps]
     def log_steps(self, block, step_losses, batch_idx):
         """train/loss and lr of the last step, on the training_steps whose step metrics Lightning writes and on the
         epoch's last; there also cs231n's train accuracy (the last step's batch, after its update)."""
@@ -241,11 +243,13 @@ class TwoLayerNetModule(L.LightningModule):
             with torch.no_grad():
                 self.train_acc(self.net(X).argmax(dim=1), y)
             self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=y.shape[0])
+    # [/bridge:lightning-log-steps]
 
     def _logs_this_step(self):
-        """Whether Lightning writes step metrics to the logger after this training_step: every log_every_n_steps-th
-        training_step, when stopping, under fast_dev_run (its _LoggerConnector.should_update_logs, which the
-        LearningRateMonitor asks too). True when that cannot be asked. The epoch's last batch logs as well, so
+        """Whether Lightning writes step metrics to the logger after this training_step: when the SGD step count
+        is a multiple of log_every_n_steps (train/steps.py's count_logged_steps), when stopping, under fast_dev_run
+        (its _LoggerConnector.should_update_logs, which the LearningRateMonitor asks too). True when that cannot be
+        asked. The epoch's last batch logs as well, so
         callback_metrics (EarlyStopping, the progress bar) hold the epoch's last loss."""
         trainer = self.trainer
         # private Lightning API (2.6): the public way, self.log on every step, costs ~0.1 ms a step for values

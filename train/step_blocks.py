@@ -29,7 +29,7 @@ import torch
 
 from torch_impl.cuda_graph import GraphedSGDSteps
 from torch_impl.fused_step import fused_sgd_step
-from train.steps import LastStep, count_steps, lr_at
+from train.steps import LastStep, count_logged_steps, count_steps, lr_at
 
 STEP_PATHS = ("front door", "fused", "graph")
 FULL_PRECISIONS = ("32-true", "32", "64-true", "64")  # no autocast, no grad scaler: the fast paths' arithmetic
@@ -135,7 +135,10 @@ class StepBlockRunner:
         """Train on ``block``; returns the detached losses of its steps (count,), each computed before its update."""
         count = self.steps_to_run(block)
         fast_losses = self.fast_steps(block, max(count - self.last_through_front_door, 0))
-        return self.finish_block(block, count, fast_losses)
+        step_losses = self.finish_block(block, count, fast_losses)
+        if count > 1:  # Lightning's loop counts one logged step per training_step
+            count_logged_steps(self.trainer, count - 1)
+        return step_losses
 
     # [bridge:lightning-sgd-step]
     def sgd_step(self, X, y):

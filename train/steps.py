@@ -6,7 +6,8 @@ Usage::
     if every.crossed(trainer.global_step): ...      # a multiple of 100 was reached since the last call
     lr_at(sched, n)                                  # the lr of SGD step n (0-based), fit's LambdaLR
     set_step(sched, n)                               # the optimizer's lr becomes lr_at(sched, n)
-    count_steps(opt, sched, n)                       # Lightning's step counter and the LambdaLR move on n steps
+    count_steps(opt, sched, first, n)                # Lightning's step counter and the LambdaLR move on n steps
+    count_logged_steps(trainer, n)                   # and the loggers' step (metrics.csv's step column)
 
 trainer.global_step counts SGD steps on every step path. A step block (train/step_blocks.py) moves it by up to K
 at once, so ``count % n == 0`` alone would miss most multiples: the callbacks that act every n steps (the
@@ -85,3 +86,11 @@ def count_steps(optimizer, scheduler, first, n):
         optimizer._on_before_step()
         optimizer._on_after_step()
     set_step(scheduler, first + n)  # the optimizer's lr: that of the next step through opt.step()
+
+
+def count_logged_steps(trainer, n):
+    """Move Lightning's logging step on ``n`` SGD steps beyond the one it counts per training_step, so that the
+    ``step`` of metrics.csv (and of every logger) and log_every_n_steps count SGD steps as global_step does."""
+    # private Lightning attribute (2.6): the loop's count of training_steps that stepped, the loggers' step; it is
+    # saved in checkpoints, so a resumed run continues it
+    trainer.fit_loop.epoch_loop._batches_that_stepped += n
