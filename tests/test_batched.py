@@ -286,7 +286,7 @@ def test_bad_hyperparameters_and_batches_name_the_argument():
 
 @pytest.mark.slow
 def test_bench_sweep_writes_its_rows(tmp_path):
-    """benchmarks/bench_sweep.py runs and writes {meta, rows} with the issue's row keys (no timing asserted)."""
+    """benchmarks/bench_sweep.py runs and writes {meta, rows} with its documented row keys (no timing asserted)."""
     import json
     import subprocess
     import sys

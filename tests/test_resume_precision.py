@@ -121,7 +121,7 @@ def straight_64(tmp_path_factory):
 
 @pytest.mark.parametrize("precision", ["64-true", "32-true"])
 def test_graceful_stop_then_resume_is_bit_identical(precision, straight_64, tmp_path):
-    """Stop after 2 of 4 epochs, then ``--max_epochs 4 --ckpt_path last`` (the issue's A/B, fused blocks)."""
+    """Stop after 2 of 4 epochs, then ``--max_epochs 4 --ckpt_path last`` (fused blocks), against a straight fit."""
     args = [*FUSED_64[2:], "--trainer.precision", precision]
     if precision == "64-true":
         want = straight_64[1]

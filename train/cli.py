@@ -210,7 +210,7 @@ class TwoLayerCLI(LightningCLI):
                 say(f"{how}: no last.ckpt found, starting fresh")
                 return None
             raise ValueError(f"--ckpt_path: {'missing' if asked is None else 'last'}, and no run under "
-                             f"{root or self.trainer.default_root_dir} has a last.ckpt; expected the checkpoint to "
+                             f"{root or LOGS_ROOT} has a last.ckpt; expected the checkpoint to "
                              f"{self.subcommand}, e.g. --ckpt_path {LOGS_ROOT}/version_0/checkpoints/last.ckpt "
                              "(python -m train fit writes one)")
         skipped = []

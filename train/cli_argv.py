@@ -135,7 +135,7 @@ def checkpoint_run_args(subcommand, ckpt, data_given):
     checkpoint = read_checkpoint(ckpt)
     run_config = run_config_of(ckpt)
     if run_config is not None:
-        what = "the settings" if subcommand == "fit" else "the model and data settings"
+        what = "the settings" if subcommand == "fit" else "the model, data, thread and precision settings"
         print(f"{subcommand}: {what} of {os.path.relpath(run_config)} (the checkpoint's run); options on "
               "the command line override them", file=sys.stderr)
         return ["--config", str(run_config)] if subcommand == "fit" else run_settings_args(run_config)
