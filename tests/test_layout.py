@@ -121,3 +121,17 @@ def test_verify_never_imports_the_app():
     app = {"train", "lightning", "torchmetrics", "optuna", "torchvision", "jsonargparse", "sklearn", "matplotlib"}
     for path in sorted((ROOT / "verify").rglob("*.py")):
         assert not top_level_imports(path) & app, f"{path.relative_to(ROOT)} imports {top_level_imports(path) & app}"
+
+
+def test_the_app_is_made_of_small_rooms():
+    """No file in train/ over 400 lines, no function there over 60: each one read in one sitting."""
+    too_long = []
+    for path in sorted((ROOT / "train").rglob("*.py")):
+        text = path.read_text()
+        if len(text.splitlines()) > 400:
+            too_long.append(f"{path.relative_to(ROOT)}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text, str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                too_long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: "
+                                f"{node.end_lineno - node.lineno + 1} lines")
+    assert not too_long, "; ".join(too_long)
