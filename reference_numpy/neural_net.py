@@ -29,6 +29,8 @@ from reference_numpy.validation import (
     warn_diverged,
 )
 
+PARAM_NAMES = ("W1", "b1", "W2", "b2")  # the order of every two-layer signature, grads dict and .npz
+
 
 def two_layer_loss(X, y, W1, b1, W2, b2, reg):
     """Loss and gradients of the two-layer net.
@@ -200,4 +202,4 @@ class TwoLayerNet:
         if not all(np.issubdtype(p.dtype, np.floating) for p in params.values()):
             dtypes = {name: str(p.dtype) for name, p in params.items()}
             raise ValueError(f"{where}: has dtypes {dtypes}; expected floating point")
-        return {name: params[name].astype(np.float64) for name in ("W1", "b1", "W2", "b2")}
+        return {name: params[name].astype(np.float64) for name in PARAM_NAMES}

@@ -13,8 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.helpers import CUDA, FLOAT32_TOL, FLOAT64_TOL, assert_close_report
-from torch_impl.batched import NAMES, BatchedTwoLayerNets, GraphedBatchedSteps, stacked_loss
+from torch_impl.batched import BatchedTwoLayerNets, GraphedBatchedSteps, stacked_loss
 from torch_impl.fused_step import fused_sgd_step
+from torch_impl.neural_net import PARAM_NAMES
 
 pytestmark = [pytest.mark.sweep, pytest.mark.two_layer, pytest.mark.equivalence]
 
@@ -52,7 +53,7 @@ def separate_runs(nets, X, y, batches, lr0, decay, reg, momentum):
     losses = []
     for m, p in enumerate(nets):
         p = {k: v.clone() for k, v in p.items()}
-        buffers = [torch.zeros_like(p[k]) for k in NAMES] if momentum[m] else None
+        buffers = [torch.zeros_like(p[k]) for k in PARAM_NAMES] if momentum[m] else None
         run = []
         for s, idx in enumerate(batches):
             lr = float(lr_at(s, lr0, decay)[m])
@@ -71,7 +72,7 @@ def batched_run(nets, X, y, batches, lr0, decay, reg, momentum):
 def assert_same_nets(got, want, tol, what=""):
     assert len(got) == len(want)
     for m, (g, w) in enumerate(zip(got, want)):
-        for k in NAMES:
+        for k in PARAM_NAMES:
             assert_close_report(f"{what}net {m} {k}", g[k], w[k], **tol)
 
 
@@ -121,7 +122,7 @@ def test_readable_gradients_equal_autograd_of_the_stacked_loss(N, D, C, hidden, 
     total = stacked_loss(X, y, *leaves, nets.reg)
     total.backward()
     assert_close_report("sum of losses", losses.sum(), total.detach(), **FLOAT64_TOL)
-    for k, leaf in zip(NAMES, leaves):
+    for k, leaf in zip(PARAM_NAMES, leaves):
         assert_close_report(f"d{k}", grads[k], leaf.grad, **FLOAT64_TOL)
 
 
@@ -142,11 +143,11 @@ def test_fused_step_equals_readable_gradients_and_separate_fused_steps(N, D, C, 
     # the first step from zero buffers is W -= lr dW with or without momentum
     lr_cols = {"W1": lr.repeat_interleave(nets.hidden_max), "b1": lr.repeat_interleave(nets.hidden_max),
                "W2": lr.view(M, 1, 1), "b2": lr.view(M, 1)}
-    for k, old, new in zip(NAMES, before, (nets.W1, nets.b1, nets.W2, nets.b2)):
+    for k, old, new in zip(PARAM_NAMES, before, (nets.W1, nets.b1, nets.W2, nets.b2)):
         assert_close_report(k, new, old - lr_cols[k] * grads[k], **FLOAT64_TOL)
     for m, p in enumerate(params):  # and each net equals its own fused step
         p = {k: v.clone() for k, v in p.items()}
-        buffers = [torch.zeros_like(p[k]) for k in NAMES] if momentum else None
+        buffers = [torch.zeros_like(p[k]) for k in PARAM_NAMES] if momentum else None
         loss = fused_sgd_step(X, y, *p.values(), float(reg[m]), float(lr[m]), momentum, buffers)
         assert_close_report(f"net {m} loss", losses[m], loss, **FLOAT64_TOL)
         assert_same_nets([nets.unstack()[m]], [p], FLOAT64_TOL, what=f"net {m}: ")
@@ -168,7 +169,7 @@ def test_a_nan_net_never_touches_the_others(momentum):
         assert not torch.isfinite(sick_losses[1])
         assert torch.equal(sick_losses[[0, 2]], clean_losses[[0, 2]])  # bit for bit
     for m in (0, 2):
-        for k in NAMES:
+        for k in PARAM_NAMES:
             assert torch.equal(sick.unstack()[m][k], clean.unstack()[m][k]), f"net {m} {k}"
     assert sick.drop(~torch.isfinite(sick_losses)) == [1]
     assert sick.ids == [0, 2] and sick.num_nets == 2
@@ -285,7 +286,7 @@ def test_bad_hyperparameters_and_batches_name_the_argument():
 
 @pytest.mark.slow
 def test_bench_sweep_writes_its_rows(tmp_path):
-    """benchmarks/bench_sweep.py runs and writes {meta, rows} with the issue's row keys (no timing asserted)."""
+    """benchmarks/bench_sweep.py runs and writes {meta, rows} with its documented row keys (no timing asserted)."""
     import json
     import subprocess
     import sys

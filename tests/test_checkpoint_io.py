@@ -13,7 +13,8 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from train.checkpoint_io import AtomicCheckpointIO, atomic_torch_save, remove_stale_temporaries
+from train.atomic import atomic_write, remove_stale_temporaries
+from train.checkpoint_io import AtomicCheckpointIO, atomic_torch_save
 
 pytestmark = pytest.mark.lightning
 
@@ -195,3 +196,18 @@ def test_last_checkpoint_saves_when_a_step_block_crosses_a_multiple(monkeypatch,
     trainer.fit(model, datamodule=dm)
     assert trainer.global_step == 15
     assert sorted(set(saved)) == want
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    """atomic_write (checkpoints, export, predictions, the sweep's outputs): an exception while writing keeps the
+    target as it was and removes the temporary file; a text write lands whole."""
+    path = tmp_path / "net.npz"
+    atomic_write(path, lambda f: f.write("old\n"), mode="w")
+
+    def broken(f):
+        f.write(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(path, broken)
+    assert path.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["net.npz"]

@@ -58,8 +58,9 @@ def test_fit_writes_checkpoints_logs_and_plots(smoke_fit):
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     with open(run_dir / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
-    # the CLI's default step blocks: one 7-step block per epoch, so one train/loss row per epoch
-    assert sum(1 for r in rows if r["train/loss"]) == 3 and any(r["val/acc"] for r in rows)
+    # the CLI's default step blocks: one 7-step block per epoch, so one train/loss row per epoch; the step column
+    # counts SGD steps (the index of each block's last step), as global_step does, not training_steps
+    assert [int(r["step"]) for r in rows if r["train/loss"]] == [6, 13, 20] and any(r["val/acc"] for r in rows)
     assert "global_step': 21" in proc.stdout or "after 21 steps" in proc.stdout, proc.stdout[-2000:]
     assert "Warning" not in proc.stderr, proc.stderr
 
@@ -70,13 +71,16 @@ def test_validate_test_predict_from_the_checkpoint(smoke_fit):
     fit_acc = final_val_acc(proc.stdout)
     # no --config: the model's hyperparameters (hidden_size 32) come from the checkpoint
     out = run_train(cwd, "validate", "--ckpt_path", ckpt).stdout
-    assert re.search(r"val/acc\s+([0-9.]+)", out) and abs(float(re.search(r"val/acc\s+([0-9.]+)", out).group(1))
-                                                           - fit_acc) < 1e-3
+    assert f"val/acc = {fit_acc:.4f} " in out, out[-2000:]  # fit's number, to its last printed digit
     out = run_train(cwd, "test", "--config", SMOKE, "--ckpt_path", ckpt).stdout
     assert 0.5 < float(re.search(r"test/acc\s+([0-9.]+)", out).group(1)) <= 1.0
     proc = run_train(cwd, "predict", "--config", SMOKE, "--ckpt_path", ckpt)
     written = sorted((cwd / "lightning_logs").glob("version_*/predictions.csv"))
     assert len(written) == 1, proc.stdout + proc.stderr
+    assert f"predictions: 250 rows in {written[0]}" in proc.stdout, proc.stdout[-2000:]
+    # validate, test and predict leave nothing behind: no version folder, no config.yaml in the working folder
+    assert sorted(p.name for p in (cwd / "lightning_logs").iterdir()) == ["version_0"]
+    assert sorted(p.name for p in cwd.iterdir()) == ["lightning_logs"]
     with open(written[0]) as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 250 and {int(r["predicted_class"]) for r in rows} <= set(range(10))

@@ -41,13 +41,13 @@ class RecordingModule(TwoLayerNetModule):
 
 
 class HookRecorder(L.Callback):
-    """(global_step, last_loss) at every on_before_optimizer_step: where Lightning's optimizer hooks fire."""
+    """(global_step, last_step.loss) at every on_before_optimizer_step: where Lightning's optimizer hooks fire."""
 
     def __init__(self):
         self.calls = []
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
-        self.calls.append((trainer.global_step, float(pl_module.last_loss)))
+        self.calls.append((trainer.global_step, float(pl_module.last_step.loss)))
 
 
 def fit(device="cpu", precision="64-true", max_epochs=3, max_steps=-1, callbacks=(), **model_kw):
@@ -252,5 +252,5 @@ def test_cuda_graph_equals_the_eager_gpu_loop(steps_per_call, momentum, lr_sched
 def test_cuda_graph_stops_at_max_steps_and_keeps_data_on_the_gpu():
     eager = fit("cuda", "32-true", max_steps=7)
     graph = fit("cuda", "32-true", max_steps=7, cuda_graph=True, steps_per_call=3)
-    assert graph[0].block_runner.graphed.X.is_cuda and graph[0].block_runner.graphed.indices.is_cuda
+    assert graph[0].runner.graphed.X.is_cuda and graph[0].runner.graphed.indices.is_cuda
     assert_same_run(graph, eager, GRAPH_TOL)

@@ -121,11 +121,13 @@ def test_bad_arguments_raise_a_clear_value_error(make, needle):
         make()
 
 
-def test_a_data_module_without_test_split_predicts_on_val():
+def test_a_data_module_without_test_split_neither_tests_nor_predicts():
+    """predict refuses a missing test split as test does, rather than predict the validation split unasked."""
     dm = DigitsDataModule(num_test=0)
-    with pytest.raises(ValueError, match="no test split"):
+    with pytest.raises(ValueError, match="no test split to test"):
         dm.test_dataloader()
-    assert torch.equal(next(iter(dm.predict_dataloader()))[1], dm.splits.y_val)
+    with pytest.raises(ValueError, match="no test split to predict"):
+        dm.predict_dataloader()
 
 
 class BatchRecorder(L.Callback):

@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python -m pytest tests/test_divergence.py -q``. The module under test is a tiny LightningModule
 that follows the contract of train/module.py (TwoLayerNet in ``self.net``, manual optimization,
-``TwoLayerLoss.apply`` + ``manual_backward``, ``self.last_loss`` stored before the step).
+``TwoLayerLoss.apply`` + ``manual_backward``, ``self.last_step`` (train/steps.py's LastStep) stored before the step).
 """
 import math
 import os
@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch_impl.neural_net import TwoLayerLoss, TwoLayerNet
 from train.checkpoint_io import AtomicCheckpointIO
 from train.divergence import DivergenceGuard, TrainingDiverged
+from train.steps import LastStep
 
 pytestmark = pytest.mark.lightning
 
@@ -39,7 +40,7 @@ class ContractModule(L.LightningModule):
         net = self.net
         loss = TwoLayerLoss.apply(X, y, net.W1, net.b1, net.W2, net.b2, self.hparams.reg)
         if self.hparams.record_loss:
-            self.last_loss = loss.detach()  # the contract: the guard reads it before opt.step() applies the update
+            self.last_step = LastStep(loss.detach(), (X, y))  # the contract: the guard reads it before the update
         self.manual_backward(loss)
         opt.step()
         if self.global_step - 1 == self.hparams.overflow_at_step:  # an update that overflowed W1
@@ -134,7 +135,7 @@ def test_save_on_exception_cannot_save_the_diverged_state(tmp_path):
     assert_all_finite(saved_checkpoints(tmp_path), before_step=trainer.global_step)
 
 
-def test_guard_without_last_loss_checks_gradients(tmp_path):
+def test_guard_without_last_step_checks_gradients(tmp_path):
     trainer, msg = fit(tmp_path, ContractModule(nan_at_step=3, record_loss=False))
     assert msg.startswith("training diverged at step 3 (epoch 0): loss not recorded, gradient norm nan"), msg
     assert_all_finite(saved_checkpoints(tmp_path), before_step=3)
@@ -169,7 +170,7 @@ def test_cuda_per_step_check_does_not_sync():
     for p in net.parameters():
         p.grad = torch.ones_like(p)
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    module = SimpleNamespace(last_loss=torch.tensor(1.0, device="cuda"), hparams={})
+    module = SimpleNamespace(last_step=LastStep(torch.tensor(1.0, device="cuda")), hparams={})
     trainer = SimpleNamespace(precision_plugin=None, global_step=0, world_size=1, current_epoch=0)
     guard = DivergenceGuard(sync_every_n_steps=1000)
     torch.cuda.synchronize()
@@ -180,7 +181,7 @@ def test_cuda_per_step_check_does_not_sync():
             guard.on_before_optimizer_step(trainer, module, opt)
     finally:
         torch.cuda.set_sync_debug_mode(0)
-    module.last_loss = torch.tensor(math.inf, device="cuda")
+    module.last_step = LastStep(torch.tensor(math.inf, device="cuda"))
     trainer.global_step = 3
     guard.on_before_optimizer_step(trainer, module, opt)
     with pytest.raises(TrainingDiverged, match="^training diverged at step 3 .*loss inf"):
@@ -200,7 +201,7 @@ def test_deferred_check_fires_whenever_the_step_count_crosses_a_multiple(monkeyp
 
     net = TwoLayerNet(D, H, C, device="meta")
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    module = SimpleNamespace(last_loss=torch.tensor(1.0, device="meta"), hparams={})
+    module = SimpleNamespace(last_step=LastStep(torch.tensor(1.0, device="meta")), hparams={})
     trainer = SimpleNamespace(precision_plugin=None, global_step=start, world_size=1, current_epoch=0)
     guard = DivergenceGuard(sync_every_n_steps=10)
     reads = []

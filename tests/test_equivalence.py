@@ -14,12 +14,11 @@ from reference_numpy.neural_net import two_layer_loss as np_two_layer_loss
 from reference_numpy.softmax import softmax_loss_vectorized as np_softmax_vectorized
 from tests.helpers import DEVICES, FLOAT32_TOL, assert_close_report
 from torch_impl.autograd_twin import softmax_loss_and_grad_autograd, two_layer_loss_and_grads_autograd
-from torch_impl.neural_net import TwoLayerLoss, TwoLayerNet, two_layer_loss
+from torch_impl.neural_net import PARAM_NAMES, TwoLayerLoss, TwoLayerNet, two_layer_loss
 from torch_impl.softmax import SoftmaxLoss, softmax_loss_naive, softmax_loss_vectorized
 
 pytestmark = pytest.mark.equivalence
 
-NAMES = ("W1", "b1", "W2", "b2")
 
 
 def close64(name, actual, expected):
@@ -88,23 +87,23 @@ def test_softmax_float64_numpy_manual_autograd(device, p):
 @given(p=problems())
 def test_two_layer_float64_numpy_manual_autograd(device, p):
     t = to_torch(p, torch.float64, device)
-    params = [t[k] for k in NAMES]
+    params = [t[k] for k in PARAM_NAMES]
     loss_m, grads_m = two_layer_loss(t["X"], t["y"], *params, p["reg"])
     loss_a, grads_a = two_layer_loss_and_grads_autograd(t["X"], t["y"], *params, p["reg"])
     close64("loss manual vs autograd", loss_m, loss_a)
-    for k in NAMES:
+    for k in PARAM_NAMES:
         assert grads_m[k].shape == t[k].shape
         close64(f"d{k} manual vs autograd", grads_m[k], grads_a[k])
     with np.errstate(divide="ignore"):
-        loss_r, grads_r = np_two_layer_loss(p["X"], p["y"], *(p[k] for k in NAMES), p["reg"])
-    for k in NAMES:
+        loss_r, grads_r = np_two_layer_loss(p["X"], p["y"], *(p[k] for k in PARAM_NAMES), p["reg"])
+    for k in PARAM_NAMES:
         close64(f"d{k} reference vs manual", grads_m[k], grads_r[k])
     if np.isfinite(loss_r):
         close64("loss reference vs manual", loss_m, loss_r)
     # the autograd Function delivers exactly these gradients through backward()
     leaves = [x.clone().requires_grad_(True) for x in params]
     TwoLayerLoss.apply(t["X"], t["y"], *leaves, p["reg"]).backward()
-    for k, leaf in zip(NAMES, leaves):
+    for k, leaf in zip(PARAM_NAMES, leaves):
         close64(f"d{k} Function.backward vs manual", leaf.grad, grads_m[k])
 
 
@@ -125,12 +124,12 @@ def test_softmax_float32_manual_vs_autograd(device, p):
 @given(p=problems())
 def test_two_layer_float32_manual_vs_autograd(device, p):
     t = to_torch(p, torch.float32, device)
-    params = [t[k] for k in NAMES]
+    params = [t[k] for k in PARAM_NAMES]
     loss_m, grads_m = two_layer_loss(t["X"], t["y"], *params, p["reg"])
     loss_a, grads_a = two_layer_loss_and_grads_autograd(t["X"], t["y"], *params, p["reg"])
     assert torch.isfinite(loss_m)
     close32("loss", loss_m, loss_a)
-    for k in NAMES:
+    for k in PARAM_NAMES:
         assert grads_m[k].dtype == torch.float32
         close32(f"d{k}", grads_m[k], grads_a[k])
 
@@ -150,11 +149,11 @@ def test_toy_model_through_torch_matches_cs231n(device):
     loss, grads = net.loss(Xt, yt, reg=0.05)
     assert abs(loss.item() - CS231N_LOSS) < 1e-10
     _, grads_r = ref.loss(X, y, reg=0.05)
-    for k in NAMES:
+    for k in PARAM_NAMES:
         close64(f"d{k}", grads[k], grads_r[k])
     assert net.predict(Xt).cpu().tolist() == np.argmax(CS231N_SCORES, axis=1).tolist()
     back = net.to_numpy()
-    for k in NAMES:
+    for k in PARAM_NAMES:
         assert np.array_equal(back[k], ref.params[k])
 
 
@@ -241,5 +240,5 @@ def test_function_scales_by_the_upstream_gradient():
     params = [torch.randn(*s, dtype=torch.float64, generator=g, requires_grad=True) for s in shapes]
     (3.5 * TwoLayerLoss.apply(X, y, *params, 0.1)).backward()
     _, grads = two_layer_loss(X, y, *[p.detach() for p in params], 0.1)
-    for k, p in zip(NAMES, params):
+    for k, p in zip(PARAM_NAMES, params):
         close64(f"d{k}", p.grad, 3.5 * grads[k])

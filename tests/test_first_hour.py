@@ -1,4 +1,4 @@
-"""A student's first hour with ``python -m train`` and the library (issue 13), each trap retried as a new user would:
+"""A student's first hour with ``python -m train`` and the library, each trap retried as a new user would:
 a spiral checkpoint tested without --config, test without a checkpoint, an .npz given as a checkpoint, ``fit
 --ckpt_path last`` after a run of another shape, predict's CSV, export of the newest run, ``fit --help`` and a
 typo, matplotlib's backend and the CLI's warnings after importing the app, and the smaller pieces behind them.
@@ -130,6 +130,53 @@ def test_predictions_go_beside_the_checkpoint_with_the_true_label(spiral_run, mo
     test_labels = SpiralDataModule(num_per_class=100, num_classes=3, noise=0.2, data_seed=0).splits.y_test
     assert [int(r["true_class"]) for r in rows] == test_labels.tolist()
     assert version_folders(cwd) == before  # predict logs nothing else
+    assert f"predictions: 300 rows in {ckpt.parent.parent / 'predictions.csv'}" in capsys.readouterr().out
+    assert not (cwd / "config.yaml").exists()  # no stray copy of the settings in the working folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("subcommand", ["test", "predict"])
+def test_a_missing_test_split_stops_before_any_data_is_loaded(spiral_run, monkeypatch, capsys, tmp_path, subcommand):
+    """An image tree without test/ (here without any images: loading would fail otherwise) is refused at once."""
+    _, ckpt = spiral_run
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "images" / "train").mkdir(parents=True)
+    config = tmp_path / "images.yaml"
+    config.write_text(f"data:\n  class_path: train.image_data.ImageFolderDataModule\n  init_args:\n"
+                      f"    root: {tmp_path / 'images'}\n")
+    assert run_cli([subcommand, "--config", str(config), "--ckpt_path", str(ckpt)]) == 2
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and f"{tmp_path / 'images' / 'test'} does not exist" in lines[0], lines
+    assert f"{subcommand} needs a test split" in lines[0], lines
+
+
+@pytest.mark.slow
+def test_validate_and_test_print_their_accuracy_and_leave_no_folder(spiral_run, monkeypatch, capsys):
+    cwd, ckpt = spiral_run
+    monkeypatch.chdir(cwd)
+    before = version_folders(cwd)
+    for subcommand, metric in [("validate", "val/acc"), ("test", "test/acc")]:
+        assert run_cli([subcommand, "--ckpt_path", str(ckpt)]) == 0
+        assert f"{metric} = " in capsys.readouterr().out
+    assert version_folders(cwd) == before and not (cwd / "config.yaml").exists()
+
+
+def test_the_settings_that_change_a_checkpoints_numbers_travel_with_it(tmp_path):
+    """torch_num_threads and the precision come from the run's config.yaml, or from the checkpoint alone."""
+    from train.cli_argv import checkpoint_settings_args, run_settings_args
+
+    config = tmp_path / "config.yaml"
+    config.write_text("torch_num_threads: 1\nmodel: {hidden_size: 7}\ndata: {class_path: x.Y}\n"
+                      "trainer: {precision: 64-true, devices: 2}\n")
+    args = run_settings_args(config)
+    assert args[-4:] == ["--torch_num_threads", "1", "--trainer.precision", "64-true"]
+    assert "--trainer.devices" not in args  # the command's own Trainer settings stay its own
+    saved = {"model": {"hidden_size": 7}, "data": {"class_path": "x.Y"}, "torch_num_threads": 2,
+             "trainer": {"precision": "32-true"}}
+    args = checkpoint_settings_args({"run_settings": saved})
+    assert args[-4:] == ["--torch_num_threads", "2", "--trainer.precision", "32-true"]
+    saved["torch_num_threads"] = None  # not set in the run: left to the command
+    assert "--torch_num_threads" not in checkpoint_settings_args({"run_settings": saved})
 
 
 @pytest.mark.slow

@@ -15,12 +15,12 @@ import torch
 
 from reference_numpy.neural_net import TwoLayerNet as NumpyNet
 from tests.helpers import DEVICES, FLOAT32_TOL, assert_close_report
+from torch_impl.neural_net import PARAM_NAMES
 from torch_impl.neural_net import TwoLayerNet as TorchNet
 from train.export_cmd import export_checkpoint
 from train.export_cmd import main as export_main
 
 ROOT = Path(__file__).resolve().parent.parent
-NAMES = ("W1", "b1", "W2", "b2")
 SCORE_TOL = {"rtol": 1e-12, "atol": 1e-12}  # float64, the same products summed in another order
 
 pytestmark = [pytest.mark.two_layer, pytest.mark.equivalence]
@@ -51,7 +51,7 @@ def test_numpy_trained_weights_give_the_same_scores_in_torch(numpy_net, tmp_path
     net, X = numpy_net
     net.save_params(tmp_path / "net.npz")
     tnet = TorchNet.from_npz(tmp_path / "net.npz")  # float64, CPU
-    for name in NAMES:
+    for name in PARAM_NAMES:
         assert tnet.params[name].dtype == torch.float64
         np.testing.assert_array_equal(tnet.params[name].detach().numpy(), net.params[name], err_msg=name)
     scores = tnet.loss(torch.from_numpy(X))  # (N, C)
@@ -65,7 +65,7 @@ def test_round_trip_numpy_torch_numpy_is_exact(numpy_net, tmp_path):
     net.save_params(tmp_path / "a.npz")
     TorchNet.from_npz(tmp_path / "a.npz").save_npz(tmp_path / "b.npz")
     back = NumpyNet(1, 1, 1).load_params(tmp_path / "b.npz")  # the sizes come from the file
-    for name in NAMES:
+    for name in PARAM_NAMES:
         np.testing.assert_array_equal(back.params[name], net.params[name], err_msg=name)
     np.testing.assert_array_equal(back.loss(X), net.loss(X))
     np.testing.assert_array_equal(back.predict(X), net.predict(X))
@@ -98,8 +98,8 @@ def test_export_of_a_checkpoint_loads_in_numpy_with_the_same_predictions(numpy_n
     assert "W1 (8, 16)" in capsys.readouterr().out
     back = NumpyNet(1, 1, 1).load_params(tmp_path / "net.npz")
     with np.load(tmp_path / "net.npz") as f:
-        assert sorted(f.files) == sorted(NAMES) and all(f[n].dtype == np.float64 for n in NAMES)
-    for name in NAMES:  # float32 -> float64 is exact
+        assert sorted(f.files) == sorted(PARAM_NAMES) and all(f[n].dtype == np.float64 for n in PARAM_NAMES)
+    for name in PARAM_NAMES:  # float32 -> float64 is exact
         np.testing.assert_array_equal(back.params[name], tnet.params[name].detach().double().numpy(), err_msg=name)
     Xt = torch.as_tensor(X, dtype=dtype)
     np.testing.assert_array_equal(back.predict(X.astype(np.float32).astype(np.float64) if dtype == torch.float32
@@ -156,12 +156,12 @@ def test_module_checkpoint_keys_are_what_export_reads(numpy_net, tmp_path):
     from train.module import TwoLayerNetModule
 
     module = TwoLayerNetModule(input_size=8, num_classes=4, hidden_size=16, init_seed=3)
-    assert sorted(module.state_dict()) == sorted(f"net.{n}" for n in NAMES)
+    assert sorted(module.state_dict()) == sorted(f"net.{n}" for n in PARAM_NAMES)
     torch.save({"state_dict": module.state_dict()}, tmp_path / "m.ckpt")
     params = export_checkpoint(tmp_path / "m.ckpt", tmp_path / "m.npz")
     _, X = numpy_net
     back = NumpyNet(1, 1, 1).load_params(tmp_path / "m.npz")
-    for name in NAMES:
+    for name in PARAM_NAMES:
         np.testing.assert_array_equal(params[name], back.params[name])
         np.testing.assert_array_equal(back.params[name], getattr(module.net, name).detach().double().numpy())
     assert back.params["W1"].shape == (8, 16)
@@ -193,7 +193,7 @@ def test_cli_fit_then_export_gives_numpy_the_lightning_predictions(tmp_path):
     X_val = splits.X_val.double()  # (n, 64) preprocessed as in training
     numpy_net = NumpyNet(1, 1, 1).load_params(tmp_path / "net.npz")
     state = torch.load(ckpts[0], map_location="cpu", weights_only=True)["state_dict"]
-    torch_net = TorchNet.from_numpy({n: state[f"net.{n}"].numpy() for n in NAMES}, dtype=state["net.W1"].dtype)
+    torch_net = TorchNet.from_numpy({n: state[f"net.{n}"].numpy() for n in PARAM_NAMES}, dtype=state["net.W1"].dtype)
     torch_pred = torch_net.predict(splits.X_val.to(state["net.W1"].dtype)).numpy()
     numpy_pred = numpy_net.predict(X_val.numpy())
     assert len(np.unique(numpy_pred)) > 1

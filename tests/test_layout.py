@@ -1,5 +1,6 @@
-"""The folders say what they import: reference_numpy imports no torch, torch_impl no Lightning, torchmetrics, train or
-verify; and no two of the project's Python files import each other, directly or round a longer loop.
+"""The folders say what they import, in one direction, train -> verify -> torch_impl -> reference_numpy:
+reference_numpy imports no torch; torch_impl imports only torch, numpy and reference_numpy; verify never imports
+train; and no two of the project's Python files import each other, directly or round a longer loop.
 
 Run: ``python -m pytest tests/test_layout.py -q``.
 """
@@ -90,3 +91,47 @@ def test_no_import_cycle():
     for name in sorted(graph):
         visit(name)
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def top_level_imports(path):
+    """The first names of every module ``path`` imports, anywhere in the file (relative imports left out)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("package,allowed", [
+    ("reference_numpy", {"numpy", "reference_numpy"}),
+    ("torch_impl", {"torch", "numpy", "torch_impl", "reference_numpy"}),
+])
+def test_each_maths_folder_imports_only_the_rungs_below_it(package, allowed):
+    """The standard library aside, what each folder's files import (lazy imports inside functions included):
+    reference_numpy only numpy; torch_impl only torch, numpy and reference_numpy."""
+    for path in sorted((ROOT / package).rglob("*.py")):
+        others = top_level_imports(path) - allowed - set(sys.stdlib_module_names) - {"__future__"}
+        assert not others, f"{path.relative_to(ROOT)} imports {sorted(others)}; {package} may import {sorted(allowed)}"
+
+
+def test_verify_never_imports_the_app():
+    """verify runs where only numpy, torch and future are installed: never train, nor what only the app needs."""
+    app = {"train", "lightning", "torchmetrics", "optuna", "torchvision", "jsonargparse", "sklearn", "matplotlib"}
+    for path in sorted((ROOT / "verify").rglob("*.py")):
+        assert not top_level_imports(path) & app, f"{path.relative_to(ROOT)} imports {top_level_imports(path) & app}"
+
+
+def test_the_app_is_made_of_small_rooms():
+    """No file in train/ over 400 lines, no function there over 60: each one read in one sitting."""
+    too_long = []
+    for path in sorted((ROOT / "train").rglob("*.py")):
+        text = path.read_text()
+        if len(text.splitlines()) > 400:
+            too_long.append(f"{path.relative_to(ROOT)}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text, str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                too_long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: "
+                                f"{node.end_lineno - node.lineno + 1} lines")
+    assert not too_long, "; ".join(too_long)

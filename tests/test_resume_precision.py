@@ -121,7 +121,7 @@ def straight_64(tmp_path_factory):
 
 @pytest.mark.parametrize("precision", ["64-true", "32-true"])
 def test_graceful_stop_then_resume_is_bit_identical(precision, straight_64, tmp_path):
-    """Stop after 2 of 4 epochs, then ``--max_epochs 4 --ckpt_path last`` (the issue's A/B, fused blocks)."""
+    """Stop after 2 of 4 epochs, then ``--max_epochs 4 --ckpt_path last`` (fused blocks), against a straight fit."""
     args = [*FUSED_64[2:], "--trainer.precision", precision]
     if precision == "64-true":
         want = straight_64[1]
@@ -222,7 +222,16 @@ def test_validate_and_test_in_64_true_evaluate_the_checkpoint_in_float64(subcomm
 def test_a_64_true_checkpoint_validated_in_32_true_warns_that_it_is_rounded(straight_64, tmp_path):
     cwd, _, _ = straight_64
     with pytest.warns(UserWarning, match=r"float64 but trainer.precision 32-true runs in torch.float32"):
-        evaluate(tmp_path, "validate", last_ckpt(cwd))
+        evaluate(tmp_path, "validate", last_ckpt(cwd), "--trainer.precision", "32-true")
+
+
+def test_a_64_true_checkpoint_is_validated_in_its_own_precision_by_default(straight_64, tmp_path):
+    """The run's precision comes with its checkpoint: without --trainer.precision, validate runs in 64-true."""
+    cwd, ckpt, _ = straight_64
+    metrics = evaluate(tmp_path, "validate", last_ckpt(cwd))
+    splits = DigitsDataModule().splits
+    want = float64_loss(ckpt["state_dict"], splits.X_val.double(), splits.y_val, ckpt["hyper_parameters"]["reg"])
+    assert_close_report("val/loss", metrics["val/loss"], want, rtol=1e-14, atol=0)
 
 
 @pytest.mark.parametrize("precision, dtype", [("64-true", torch.float64), ("32-true", torch.float32)])

@@ -19,6 +19,7 @@ import torch
 import yaml
 
 from tests.helpers import FLOAT64_TOL, assert_close_report
+from torch_impl.neural_net import PARAM_NAMES
 from train import sweep, sweep_study, sweep_train
 from train.cli import run_cli
 from train.data import DigitsDataModule
@@ -27,7 +28,6 @@ pytestmark = [pytest.mark.sweep, pytest.mark.lightning]
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS_FIT = str(ROOT / "configs" / "digits.yaml")
-NAMES = ("W1", "b1", "W2", "b2")
 # a tiny sweep: 2 epochs of the digits, small nets, the process's thread count left alone
 TINY = ["--torch_num_threads", "null", "--space.max_epochs", "[2]", "--space.hidden_size", "[10, 20]",
         "--space.momentum", "[0.0, 0.9]", "--space.learning_rate", "{low: 0.05, high: 0.3, log: true}"]
@@ -102,7 +102,7 @@ def test_batched_trials_follow_fits_trajectory_float64(tmp_path, monkeypatch, ca
     assert run_cli(args) == 0
     assert final_val_acc(capsys.readouterr().out) == pytest.approx(outcomes[0].val_acc, abs=1e-9)
     ckpt = torch.load(tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", weights_only=False)
-    for k in NAMES:
+    for k in PARAM_NAMES:
         assert_close_report(k, outcomes[0].params[k], ckpt["state_dict"][f"net.{k}"], **FLOAT64_TOL)
 
 
@@ -118,7 +118,7 @@ def test_diverged_and_pruned_trials_leave_the_batch():
     assert outcomes[1].state == "diverged" and outcomes[1].diverged_at_step is not None
     assert outcomes[2].state == "pruned" and outcomes[2].epochs == 1
     assert outcomes[0].state == "complete" and outcomes[0].val_accs == alone.val_accs
-    for k in NAMES:  # float32: the batch's GEMMs are wider, so only close, not bitwise
+    for k in PARAM_NAMES:  # float32: the batch's GEMMs are wider, so only close, not bitwise
         torch.testing.assert_close(outcomes[0].params[k], alone.params[k])
 
 
@@ -141,7 +141,7 @@ def test_graph_path_replayed_eagerly_on_cpu_equals_the_eager_path(monkeypatch):
     assert graphed[1].diverged_at_step == eager[1].diverged_at_step
     for g, e in zip(graphed, eager):
         assert g.val_accs == e.val_accs and g.epochs == e.epochs
-        for k in NAMES if e.params else ():
+        for k in PARAM_NAMES if e.params else ():
             assert torch.equal(g.params[k], e.params[k]), k  # the same ops in the same order
 
 

@@ -1,4 +1,5 @@
-"""The NumPy reference's math in PyTorch, with hand-written gradients that mirror the derivation. Imports torch only.
+"""The NumPy reference's math in PyTorch, with hand-written gradients that mirror the derivation. Imports torch,
+numpy and reference_numpy only (its shared scalar checks, PARAM_NAMES, the .npz reader).
 
 The files, in reading order:
 

@@ -47,8 +47,6 @@ import torch.nn.functional as F
 from torch_impl.cuda_graph import GraphedSteps
 from torch_impl.neural_net import PARAM_NAMES
 
-NAMES = PARAM_NAMES  # the order of the stacked parameters
-
 
 def _per_net(name, values, M, dtype, device):
     """A number or M numbers as an (M,) tensor; names the argument when the count is wrong."""
@@ -88,7 +86,7 @@ class BatchedTwoLayerNets:
             for m, p in enumerate(dicts):
                 H = params[m]["W1"].shape[1] if params[m]["W1"].dim() == 2 else -1
                 want = {"W1": (D, H), "b1": (H,), "W2": (H, C), "b2": (C,)}
-                for k in NAMES:
+                for k in PARAM_NAMES:
                     t = p[k]
                     if tuple(t.shape) != want[k] or H < 1:
                         raise ValueError(f"{name}[{m}]['{k}']: got shape {tuple(t.shape)}; expected {want[k]} "

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from reference_numpy.neural_net import PARAM_NAMES  # the order of every two-layer signature, grads dict and .npz
 from torch_impl.backward_ops import reg_plus_mm, relu_backward, scaled_dscores, two_layer_forward, upstream_scale
 from torch_impl.validation import (
     as_features,
@@ -44,8 +45,6 @@ from torch_impl.validation import (
     check_two_layer_inputs,
     check_two_layer_params,
 )
-
-PARAM_NAMES = ("W1", "b1", "W2", "b2")  # the order of every two-layer signature, grads dict and .npz
 
 
 def two_layer_loss(X, y, W1, b1, W2, b2, reg):

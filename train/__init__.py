@@ -1,15 +1,22 @@
 """The application, everything that imports Lightning: ``python -m train fit|validate|test|predict|sweep|...``.
 
-The files, in reading order:
+The files, in reading order (docs/train.md, "How fit reaches the update", walks the first five):
 
-    module.py                TwoLayerNetModule: the net, manual optimization, the step path chosen at fit start
-    step_blocks.py           the step paths (front door | fused | graph), step blocks, the one place steps are counted
-    schedule.py              the lr of SGD step n (EpochDecay, lr_at)
+    __main__.py              the dispatch: verify, export and sweep here, the rest to LightningCLI
+    cli.py                   TwoLayerCLI: LightningCLI with the checkpoint, guard and plot callbacks
+    cli_argv.py, cli_help.py the settings a command runs with (configs/digits.yaml, a checkpoint's run); the --help
+    module.py                TwoLayerNetModule: the net, manual optimization; training_step runs, logs, returns
+    step_blocks.py           StepBlock and StepBlockRunner: the steps of a training_step on the path chosen at fit
+                             start (front door | fused | graph)
+    steps.py, schedule.py    step counting (Every.crossed, lr_at, set_step, Lightning's counters, LastStep); EpochDecay
     data.py, image_data.py   data modules: device-resident splits, the keyed with-replacement sampler
-    callbacks.py, divergence.py, checkpoint_io.py, verification_callback.py   plots, the guard, atomic checkpoints,
-                             gradient verification during training
-    cli.py, __main__.py      LightningCLI and the dispatch of the other subcommands (export_cmd.py, sweep.py, verify)
-    runs.py, quiet.py        a checkpoint's run folder and settings; the known-harmless warnings silenced
+    callbacks.py             plots, predictions.csv, the run settings in checkpoints, the SGD-step progress bar
+    divergence.py            DivergenceGuard: stop at the first NaN/Inf step
+    verification_callback.py GradientVerification: the gradients checked against autograd during training
+    checkpoint_io.py, atomic.py   atomic checkpoints, LastCheckpoint; atomic_write (temp file, fsync, rename)
+    runs.py                  a checkpoint's run folder and settings, the newest last.ckpt
+    export_cmd.py, sweep.py  python -m train export (checkpoint -> .npz) and sweep (Optuna)
+    quiet.py                 the known-harmless warnings silenced
 """
 
 from train.quiet import quiet_known_noise

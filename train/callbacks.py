@@ -1,5 +1,5 @@
 """Callbacks of ``python -m train``: TrainingPlots writes fit's PNGs, PredictionsCSV predict's classes, RunSettings
-puts the run's model and data settings into its checkpoints.
+puts the run's settings into its checkpoints, StepProgressBar counts SGD steps.
 
 At the end of fit (rank 0 only), into ``trainer.logger.log_dir`` (e.g. lightning_logs/version_0/):
 
@@ -18,12 +18,13 @@ import os
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.callbacks import BasePredictionWriter, TQDMProgressBar
 from lightning.pytorch.utilities import rank_zero_info
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torchvision.utils import make_grid
 
+from train.atomic import atomic_write
 from train.runs import run_dir_of
 
 ACCURACY_POINTS = 60  # above this many epochs a curve is drawn as means of consecutive epochs, without markers
@@ -152,15 +153,40 @@ def plot_decision_regions(pl_module, X, y, path, steps=200):
 
 
 class RunSettings(L.Callback):
-    """Writes the run's model and data settings into every checkpoint it saves, as ``checkpoint["run_settings"]``
-    = {"model": {...}, "data": {"class_path": ..., "init_args": {...}}} (plain values: weights_only loads them), so a
-    checkpoint copied away from its run folder still carries them (train/runs.py, train/cli.py)."""
+    """Writes the run's settings into every checkpoint it saves, as ``checkpoint["run_settings"]`` = {"model": {...},
+    "data": {"class_path": ..., "init_args": {...}}, "torch_num_threads": N, "trainer": {"precision": P}} (plain
+    values: weights_only loads them): every setting that changes the checkpoint's numbers, so one copied away from
+    its run folder still evaluates as its run did (train/runs.py, train/cli_argv.py)."""
 
     def __init__(self, settings):
         self.settings = settings
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint):
         checkpoint["run_settings"] = self.settings
+
+
+class StepProgressBar(TQDMProgressBar):
+    """Lightning's TQDM bar whose training bar counts SGD steps ("Epoch 3: 7/7 [..., 900 step/s]"), also where a
+    training_step runs a step block of several: the epoch's total and position come from the loader
+    (train/data.py's WithReplacementBatches: num_batches SGD steps per epoch, next_batch of them taken). It redraws
+    every ``refresh_rate`` training_steps and at each epoch's end, as Lightning's bar."""
+
+    def on_train_epoch_start(self, trainer, *args):
+        super().on_train_epoch_start(trainer, *args)
+        bar, loader = self.train_progress_bar, trainer.train_dataloader
+        bar.unit = "step"
+        if getattr(loader, "block_size", 0) and bar.total is not None:
+            bar.total = min(loader.num_batches, bar.total * loader.block_size)  # limit_train_batches counts blocks
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        bar, loader = self.train_progress_bar, trainer.train_dataloader
+        if bar is None or not self._should_update(batch_idx + 1, trainer.num_training_batches):
+            return
+        steps = loader.next_batch if getattr(loader, "block_size", 0) else batch_idx + 1  # SGD steps this epoch
+        if not bar.disable:
+            bar.n = steps
+            bar.refresh()
+        bar.set_postfix(self.get_metrics(trainer, pl_module))
 
 
 class PredictionsCSV(BasePredictionWriter):
@@ -176,6 +202,7 @@ class PredictionsCSV(BasePredictionWriter):
         super().__init__(write_interval="epoch")
         self.filename = filename
         self.labels = []
+        self.written = None  # (path, rows) of the latest predictions.csv written
 
     def on_predict_epoch_start(self, trainer, pl_module):
         self.labels = []
@@ -196,14 +223,14 @@ class PredictionsCSV(BasePredictionWriter):
             return
         preds = torch.cat([p.cpu() for p in predictions]) if predictions else torch.empty(0, dtype=torch.int64)
         labels = torch.cat(self.labels) if self.labels and all(t is not None for t in self.labels) else None
-        folder = self.output_folder(trainer)
-        os.makedirs(folder, exist_ok=True)
-        path = os.path.join(folder, self.filename)
-        with open(path, "w") as f:
+        path = os.path.join(self.output_folder(trainer), self.filename)
+
+        def write(f):
             if labels is None:
                 f.write("index,predicted_class\n")
                 f.writelines(f"{i},{int(c)}\n" for i, c in enumerate(preds))
             else:
                 f.write("index,predicted_class,true_class\n")
                 f.writelines(f"{i},{int(c)},{int(t)}\n" for i, (c, t) in enumerate(zip(preds, labels)))
-        rank_zero_info(f"PredictionsCSV: wrote {len(preds)} predictions to {path}")
+
+        self.written = (atomic_write(path, write, mode="w"), len(preds))  # the CLI says where (after_predict)

@@ -6,30 +6,20 @@ Usage::
     # "plugins": [{"class_path": "train.checkpoint_io.AtomicCheckpointIO"}]
 
 Every file a Trainer writes through ``trainer.save_checkpoint`` (ModelCheckpoint's top-k files and ``last.ckpt``,
-which with ``save_last=True`` is a second full save, not a copy) goes through ``save_checkpoint`` below:
-
-    1. torch.save into ``.<name>.<pid>.<random>.tmp`` in the target's own folder (same filesystem)
-    2. flush + fsync the temporary file: its bytes are on disk
-    3. os.replace(temporary, target): one atomic rename; readers see the old file or the new one, never a mix
-    4. fsync the folder: the rename itself survives a power cut
-
-A SIGKILL before step 3 leaves the previous checkpoint and a stray ``.tmp`` (removed by the next save of that
-name once its process is gone; Lightning's "last" lookup ignores it); after step 3 the new one. Lightning's own
-TorchCheckpointIO writes through an fsspec transaction whose temporary file lives in /tmp and is moved without
-fsync, which on another filesystem is a copy that a kill can cut short.
-
-``find_last_checkpoint(trainer)`` is what ``python -m train fit --ckpt_path last`` resumes from (train/cli.py): the
-newest last*.ckpt of the earlier runs, whose CSV logger wrote each into its own version_N/checkpoints/.
+which with ``save_last=True`` is a second full save, not a copy) goes through ``save_checkpoint`` below, which is
+train/atomic.py's atomic_write (torch.save into a temporary file beside the target, fsync, one os.replace, fsync
+of the folder). A SIGKILL before the rename leaves the previous checkpoint and a stray ``.tmp`` (removed by the
+next save of that name once its process is gone; the "newest last.ckpt" lookup, train/runs.py's
+newest_last_checkpoint, ignores it); after it the new one. Lightning's own TorchCheckpointIO writes through an
+fsspec transaction whose temporary file lives in /tmp and is moved without fsync, which on another filesystem is a
+copy that a kill can cut short.
 
 Not covered by this plugin: ``ModelCheckpoint(save_last="link")`` deletes last.ckpt and then creates a symlink
 (a window with no last.ckpt); keep ``save_last=True``. ``LightningModule.load_from_checkpoint`` reads with
 torch.load directly; ``load_checkpoint`` below serves ``fit(ckpt_path=...)`` and the other trainer entry points.
 """
-import contextlib
-import glob
 import os
 import pickle
-import secrets
 import zipfile
 
 import torch
@@ -40,61 +30,13 @@ from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from train.step_blocks import steps_crossed
-
-
-def fsync_folder(folder):
-    """Make a rename in ``folder`` durable (POSIX: fsync the directory; a no-op where that is not possible)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _process_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_temporaries(path):
-    """Delete ``.<name>.<pid>.*.tmp`` files left next to ``path`` by writers that were killed (their pid is gone)."""
-    folder, name = os.path.split(os.path.abspath(path))
-    prefix = f".{name}."
-    for entry in os.listdir(folder):
-        if not (entry.startswith(prefix) and entry.endswith(".tmp")):
-            continue
-        pid = entry[len(prefix):].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(os.path.join(folder, entry))
+from train.atomic import atomic_write
+from train.steps import Every
 
 
 def atomic_torch_save(obj, path):
-    """torch.save(obj) to ``path`` via a fsynced temporary file in the same folder and one os.replace."""
-    path = os.path.abspath(os.fspath(path))
-    folder, name = os.path.split(path)
-    os.makedirs(folder, exist_ok=True)
-    remove_stale_temporaries(path)
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for a plain open
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
-        os.replace(tmp, path)  # atomic: the old file or the new one
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
-    fsync_folder(folder)
+    """torch.save(obj) to ``path`` through train/atomic.py's atomic_write (a fsynced temporary file, one rename)."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -129,19 +71,6 @@ def unreadable_message(path, err):
             f"checkpoints in its folder are untouched: {others if others else 'none'} (pass one to --ckpt_path)")
 
 
-def find_last_checkpoint(trainer):
-    """The newest (modification time) last*.ckpt in the checkpoint callbacks' explicit dirpaths and in every
-    version folder under the logger's root (root/version_*/checkpoints/), or the default root's checkpoints/."""
-    folders = [cb.dirpath for cb in trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)]
-    logger = trainer.logger
-    if logger is not None and getattr(logger, "root_dir", None):
-        folders += glob.glob(os.path.join(glob.escape(logger.root_dir), "*", "checkpoints"))
-    else:
-        folders.append(os.path.join(trainer.default_root_dir, "checkpoints"))
-    found = [path for folder in folders for path in glob.glob(os.path.join(glob.escape(str(folder)), "last*.ckpt"))]
-    return os.path.abspath(max(found, key=os.path.getmtime)) if found else None
-
-
 class LastCheckpoint(ModelCheckpoint):
     """A ModelCheckpoint whose ``last.ckpt`` is always the run's newest state: every ``every_n_train_steps`` steps
     (so a kill mid-epoch loses at most that many, plus a step block's length), at every training-epoch end and at
@@ -152,15 +81,18 @@ class LastCheckpoint(ModelCheckpoint):
     optimization the saved state is the one after opt.step(), which is exactly what an exact resume needs.
     """
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self._steps_before_batch = trainer.global_step
+    def on_train_start(self, trainer, pl_module):
+        super().on_train_start(trainer, pl_module)
+        # private ModelCheckpoint attribute (2.6): the every_n_train_steps it was built with
+        self._every = Every(self._every_n_train_steps) if self._every_n_train_steps >= 1 else None
+        if self._every is not None:
+            self._every.start(trainer.global_step)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         """Save when the step count reached or crossed a multiple of every_n_train_steps during this batch (a step
         block advances it by up to steps_per_call, so ``global_step % n == 0`` alone would skip most multiples)."""
-        # private ModelCheckpoint attribute (2.6): the every_n_train_steps it was built with
-        n, before = self._every_n_train_steps, getattr(self, "_steps_before_batch", trainer.global_step - 1)
-        if n >= 1 and steps_crossed(before, trainer.global_step, n):
+        every = getattr(self, "_every", None)
+        if every is not None and every.crossed(trainer.global_step):
             self._save_last_now(trainer)
 
     def _save_last_now(self, trainer):

@@ -11,47 +11,39 @@ Usage::
     python -m train fit --help                            # model, data and the main Trainer options
     python -m train fit --trainer.help                    # every option, the Trainer's and the checkpoints' too
 
-When neither ``--config`` nor ``--data`` is given, configs/digits.yaml is used, so the bare command trains the
-digits with tuned values; a ``--config`` or ``--data`` replaces it, and keys not given take the classes' defaults
-(the model's are the cs231n CIFAR-10 values). Dotted overrides (``--data.batch_size 50``) keep the digits config.
-The data module's input size and class count are linked into the model, so no config repeats them. Every run writes
-checkpoints (last.ckpt and the best), a CSV log and the plots of train/callbacks.py into lightning_logs/version_N/.
+The rooms: this file is the TwoLayerCLI class and its entry points (run_cli, build_cli); train/cli_argv.py
+completes argv with the settings a command runs with (configs/digits.yaml by default, a checkpoint's own run
+settings); train/cli_help.py is the short --help.
 
-Checkpoints carry their run (train/runs.py). With ``--ckpt_path FILE`` and no ``--config``, the settings come from
-the checkpoint's run, ``version_N/config.yaml`` beside ``version_N/checkpoints/``, in place of configs/digits.yaml
-(fit resumes with all of it; validate/test/predict take its model and data, and keep their own Trainer settings;
-a checkpoint without one: the model and data settings saved in it by RunSettings); options on the command line
-still override them. validate/test/predict without ``--ckpt_path`` (or with ``last``) take the newest run's
-last.ckpt and say so; with no run at all they stop with one error line, never evaluating an untrained net. A file
-that is not a TwoLayerNetModule checkpoint, or one whose W1/W2 shapes differ from the model the command builds,
-stops with one ``error:`` line. predict writes predictions.csv into the checkpoint's run folder and logs nothing
-else; a run that fails before writing anything but its config leaves no version folder behind.
+The data module's input size and class count are linked into the model, so no config repeats them. fit writes
+checkpoints (last.ckpt and the best), a CSV log, its config.yaml and the plots of train/callbacks.py into
+lightning_logs/version_N/; validate and test print their accuracy (``val/acc = 0.9720 (CHECKPOINT)``, the digits
+of fit's ``final val/acc``) and write nothing; predict writes predictions.csv into the checkpoint's run folder and
+says where. validate/test/predict without ``--ckpt_path`` (or with ``last``) take the newest run's last.ckpt and
+say so; with no run at all they stop with one error line, never evaluating an untrained net. test and predict
+without a test split stop before any data is loaded. A file that is not a TwoLayerNetModule checkpoint, or one
+whose W1/W2 shapes differ from the model the command builds, stops with one ``error:`` line; a run that fails
+before writing anything but its config leaves no version folder behind.
 
 Speed default: ``--model.steps_per_call 16`` runs 16 SGD steps per Lightning training_step (one step block; a
-block never spans two epochs), so trainer.global_step and max_steps count SGD steps while log_every_n_steps,
-val_check_interval and the progress bar count blocks. fit names its step path in one line at the start
-(``step path: fused, 16 SGD steps per training_step``; front door | fused | graph, train/step_blocks.py);
-``--model.steps_per_call 1`` gives one front-door step per training_step, every step through the autograd
-Function and the optimizer (train/module.py).
+block never spans two epochs), so trainer.global_step, max_steps, log_every_n_steps, metrics.csv's step and the
+progress bar (StepProgressBar) count SGD steps while val_check_interval counts blocks. fit names its step path in
+one line at the start (``step path: fused, 16 SGD steps per training_step``; front door | fused | graph,
+train/step_blocks.py); ``--model.steps_per_call 1`` gives one front-door step per training_step.
 
 Reliability defaults (train/checkpoint_io.py, train/divergence.py):
 - checkpoints are written atomically (AtomicCheckpointIO, unless --trainer.plugins names another CheckpointIO);
   last.ckpt (--step_checkpoint, a LastCheckpoint) is the newest state: rewritten every 100 steps, at every epoch
-  end and at the end of fit, so a kill mid-epoch loses at most that many steps; ``save_last: link`` is refused
-  (it deletes last.ckpt before relinking);
-- ``fit --ckpt_path last`` resumes the newest last.ckpt (by modification time) whose W1/W2 shapes are the model's,
-  under the logger's root (lightning_logs/version_*/checkpoints/) or in an explicit --checkpoint.dirpath /
-  --step_checkpoint.dirpath, and says which (and which newer runs of another shape it passed over); when runs exist
-  but none has those shapes it stops with one error line naming the newest and its config. A resumed run logs to a
-  new version_N and continues bit for bit (parameters, optimizer, lr schedule, counters, sampler position, RNG
-  states);
+  end and at the end of fit; ``save_last: link`` is refused (it deletes last.ckpt before relinking);
+- ``fit --ckpt_path last`` resumes the newest last.ckpt whose W1/W2 shapes are the model's, under the logger's
+  root or in an explicit --checkpoint.dirpath / --step_checkpoint.dirpath, and says which (and which newer runs
+  of another shape it passed over); a resumed run logs to a new version_N and continues bit for bit;
 - DivergenceGuard (--divergence.*) stops at the first NaN/Inf loss or gradient.
 Errors end the run with ONE line on stderr, ``error: ...``: exit status 2 for bad input (a ValueError: arguments,
 data, an unreadable checkpoint), 3 when training diverged or gradient verification failed. Unknown keys and bad
 types are reported by LightningCLI's parser (usage and an ``error:`` line, exit status 2).
 """
-import argparse
-import difflib
+import importlib
 import json
 import os
 import shutil
@@ -59,96 +51,29 @@ import sys
 from pathlib import Path
 
 import torch
-import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 import train.data  # noqa: F401  (registers DigitsDataModule, SpiralDataModule for --data SHORT_NAME)
 import train.image_data  # noqa: F401  (registers CIFAR10DataModule, ImageFolderDataModule for --data)
-from train.callbacks import PredictionsCSV, RunSettings, TrainingPlots
+from train.callbacks import PredictionsCSV, RunSettings, StepProgressBar, TrainingPlots
 from train.checkpoint_io import AtomicCheckpointIO, LastCheckpoint, unreadable_message
+from train.cli_argv import DEFAULT_CONFIG, with_run_config
+from train.cli_help import FULL_HELP_FLAG, ShortHelpParser
 from train.data import ArrayDataModule
 from train.divergence import DivergenceGuard, TrainingDiverged
 from train.module import TwoLayerNetModule
 from train.quiet import quiet_known_noise
-from train.runs import (
-    LOGS_ROOT,
-    last_checkpoints,
-    param_shapes,
-    read_checkpoint,
-    run_checkpoint_folders,
-    run_config_of,
-    shape_text,
-)
+from train.runs import LOGS_ROOT, last_checkpoints, param_shapes, read_checkpoint, run_config_of, shape_text
 from train.verification_callback import GradientVerificationError
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "digits.yaml"
 # The default progress bar redraws every this many batches (and at each epoch's end) instead of Lightning's every
 # batch: a redraw costs ~0.2 ms, a sixth of a CIFAR-sized step on 2 cores. A bar given in --trainer.callbacks is
 # kept as it is (e.g. ``--trainer.callbacks+=TQDMProgressBar --trainer.callbacks.refresh_rate 1``).
 PROGRESS_BAR_REFRESH_RATE = 10
-SUBCOMMANDS = ("fit", "validate", "test", "predict")
 FIT_STEPS_PER_CALL = 16  # the CLI's default --model.steps_per_call (the module's own default is 1)
-
-# fit --help shows these Trainer options; --trainer.help shows every option
-SHORT_HELP_TRAINER = ("trainer.max_epochs", "trainer.max_steps", "trainer.accelerator", "trainer.devices",
-                      "trainer.precision")
-CKPT_PATH_HELP = ("the checkpoint to start from: fit resumes it, validate/test/predict evaluate it, with its run's "
-                  "settings unless --config is given; 'last': the newest run's last.ckpt of this model's shapes")
-FULL_HELP_FLAG = "--trainer.help"
 RUN_FILES = {"config.yaml", "hparams.yaml"}  # what a run folder holds before its first metric or checkpoint
-
-
-class ShortHelpParser(LightningArgumentParser):
-    """LightningArgumentParser whose help and usage show the model, data and top-level options with a few of the
-    Trainer's (SHORT_HELP_TRAINER); the rest of the Trainer and the checkpoint callbacks stay out of sight unless
-    ``full_help`` is set (``--trainer.help``). A parse error prints one usage line, the tip and the error."""
-
-    full_help = False
-    HIDDEN_PREFIXES = ("trainer", "checkpoint", "step_checkpoint")
-
-    def _hidden(self, action):
-        dest = action.dest or ""
-        top = dest.split(".", 1)[0]
-        return (top in self.HIDDEN_PREFIXES and dest not in SHORT_HELP_TRAINER) or dest == "weights_only"
-
-    def format_help(self, *args, **kwargs):
-        for action in self._actions:
-            if action.dest == "ckpt_path":  # Lightning's text describes its own "last", "hpc" and "registry"
-                action.help = CKPT_PATH_HELP
-        for group in self._action_groups:
-            if any(a.dest == "ckpt_path" for a in group._group_actions):
-                group.title = "The checkpoint"
-        if self.full_help:
-            return super().format_help(*args, **kwargs)
-        hidden = [(a, a.help) for a in self._actions if self._hidden(a)]
-        for action, _ in hidden:
-            action.help = argparse.SUPPRESS
-        try:
-            text = super().format_help(*args, **kwargs)
-        finally:
-            for action, help_text in hidden:
-                action.help = help_text
-        return text
-
-    def error(self, message, ex=None):
-        """jsonargparse's error (usage line, tip, ``error: ...``, exit 2), with the closest option named for an
-        unknown one (``--model.hiden_size`` -> did you mean --model.hidden_size?)."""
-        parser = getattr(ex, "subcommand_parser", None) or self
-        if message.startswith("unrecognized arguments:"):
-            words = [w.split("=")[0] for w in message.split(":", 1)[1].split() if w.startswith("--")]
-            options = list(parser._option_string_actions)  # argparse's table of option strings
-            close = [match for w in words for match in difflib.get_close_matches(w, options, n=1)]
-            if close:
-                message += f" (did you mean {', '.join(close)}?)"
-        super().error(message, ex)
-
-    def print_usage(self, file=None):
-        """One line: the full argparse usage of fit runs to ~100 lines."""
-        prog = self.prog.replace(" [options]", "")
-        print(f"usage: {prog} [--config FILE] [--model.NAME VALUE] [--data NAME] [--data.NAME VALUE] "
-              "[--trainer.NAME VALUE] ...", file=file or sys.stdout)
 
 
 class TwoLayerCLI(LightningCLI):
@@ -201,6 +126,11 @@ class TwoLayerCLI(LightningCLI):
                                  "last.ckpt first, so a kill in between leaves no last checkpoint)")
         if config.get("torch_num_threads"):
             torch.set_num_threads(config["torch_num_threads"])
+        if self.subcommand in ("test", "predict"):  # before any data is loaded (the CLI links D and C from it)
+            missing = missing_split_of(config.get("data"), "test")
+            if missing:
+                raise ValueError(f"data: {missing}; {self.subcommand} needs a test split (use validate, or data "
+                                 "with one)")
 
     def instantiate_trainer(self, **kwargs):
         """The Trainer, saving through AtomicCheckpointIO unless the config chose another CheckpointIO, with the
@@ -217,17 +147,19 @@ class TwoLayerCLI(LightningCLI):
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         if self.subcommand == "fit":
-            trainer.callbacks.append(RunSettings(self.run_settings()))
+            trainer.callbacks.append(RunSettings(self.run_settings(trainer)))
         bar = trainer.progress_bar_callback
         if type(bar) is TQDMProgressBar and bar.refresh_rate == 1 and not any(c is bar for c in configured):
-            # Lightning's own default bar (refresh_rate 1): the same bar, redrawn less often
-            trainer.callbacks[trainer.callbacks.index(bar)] = TQDMProgressBar(refresh_rate=PROGRESS_BAR_REFRESH_RATE)
+            # Lightning's own default bar (refresh_rate 1): counting SGD steps, redrawn less often
+            trainer.callbacks[trainer.callbacks.index(bar)] = StepProgressBar(refresh_rate=PROGRESS_BAR_REFRESH_RATE)
         return trainer
 
-    def run_settings(self):
-        """{"model": ..., "data": ...} of this run as plain values (the data-linked sizes left out)."""
+    def run_settings(self, trainer):
+        """{"model": ..., "data": ..., "torch_num_threads": ..., "trainer": {"precision": ...}} of this run as plain
+        values (the data-linked sizes left out): what changes the numbers of its checkpoints (cli_argv.py)."""
         config = self.config[self.subcommand]
-        settings = {}
+        settings = {"torch_num_threads": config.get("torch_num_threads"),
+                    "trainer": {"precision": str(trainer.precision)}}
         for key in ("model", "data"):
             value = config.get(key)
             value = value.as_dict() if hasattr(value, "as_dict") else value
@@ -268,9 +200,9 @@ class TwoLayerCLI(LightningCLI):
         folders = [cb.dirpath for cb in self.trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)]
         logger = self.trainer.logger
         root = getattr(logger, "root_dir", None) if logger is not None else None
-        folders += run_checkpoint_folders(root) if root else [os.path.join(self.trainer.default_root_dir,
-                                                                             "checkpoints")]
-        candidates = last_checkpoints(folders)
+        if not root:
+            folders.append(os.path.join(self.trainer.default_root_dir, "checkpoints"))
+        candidates = last_checkpoints(root, folders)
         how = "--ckpt_path last" if asked == "last" else "no --ckpt_path given"
         say = (lambda text: print(text, file=sys.stderr)) if self.trainer.is_global_zero else (lambda text: None)
         if not candidates:
@@ -278,7 +210,7 @@ class TwoLayerCLI(LightningCLI):
                 say(f"{how}: no last.ckpt found, starting fresh")
                 return None
             raise ValueError(f"--ckpt_path: {'missing' if asked is None else 'last'}, and no run under "
-                             f"{root or self.trainer.default_root_dir} has a last.ckpt; expected the checkpoint to "
+                             f"{root or LOGS_ROOT} has a last.ckpt; expected the checkpoint to "
                              f"{self.subcommand}, e.g. --ckpt_path {LOGS_ROOT}/version_0/checkpoints/last.ckpt "
                              "(python -m train fit writes one)")
         skipped = []
@@ -315,6 +247,38 @@ class TwoLayerCLI(LightningCLI):
                 print(f"final val/acc = {float(acc):.4f} after {self.trainer.global_step} steps "
                       f"({self.trainer.current_epoch} epochs); logs in {log_dir}")
 
+    def after_validate(self):
+        self._print_metric("val/acc")
+
+    def after_test(self):
+        self._print_metric("test/acc")
+
+    def _print_metric(self, name):
+        """``val/acc = 0.6610 (CHECKPOINT)``: the line fit's ``final val/acc`` is compared with, same digits."""
+        acc = self.trainer.callback_metrics.get(name)
+        if acc is not None and self.trainer.is_global_zero:
+            print(f"{name} = {float(acc):.4f} ({self.trainer.ckpt_path})")
+
+    def after_predict(self):
+        """Where predictions.csv went (PredictionsCSV)."""
+        writer = next((cb for cb in self.trainer.callbacks if isinstance(cb, PredictionsCSV)), None)
+        if writer is not None and writer.written and self.trainer.is_global_zero:
+            print(f"predictions: {writer.written[1]} rows in {writer.written[0]}")
+
+
+
+def missing_split_of(data_config, split):
+    """Why the configured data module cannot serve ``split``, known before it loads anything (its class's
+    ``missing_split``), or None. data_config: the parsed --data (class_path, init_args)."""
+    class_path = data_config.get("class_path") if data_config is not None else None
+    if not class_path:
+        return None
+    module, _, name = class_path.rpartition(".")
+    cls = getattr(importlib.import_module(module), name, None)
+    init_args = data_config.get("init_args") or {}
+    init_args = init_args.as_dict() if hasattr(init_args, "as_dict") else dict(init_args)
+    return cls.missing_split(init_args, split) if hasattr(cls, "missing_split") else None
+
 
 def one_line(err):
     """An exception's message on one line (``error: ...``), its own lines joined by '; '. A class's error that
@@ -324,102 +288,6 @@ def one_line(err):
         causes = [line[2:] for line in lines if line.startswith("- ") and "NoneType" not in line]
         lines = causes or lines
     return f"error: {'; '.join(lines) or type(err).__name__}"
-
-
-def option_value(args, name):
-    """The value of ``name`` in args (``name VALUE`` or ``name=VALUE``; the last one wins), or None."""
-    value = None
-    for k, arg in enumerate(args):
-        if arg == name and k + 1 < len(args):
-            value = args[k + 1]
-        elif arg.startswith(name + "="):
-            value = arg[len(name) + 1:]
-    return value
-
-
-def with_option(args, name, value):
-    """args with every ``name`` option removed and ``name value`` appended."""
-    out, skip = [], False
-    for arg in args:
-        if skip:
-            skip = False
-        elif arg == name:
-            skip = True
-        elif not arg.startswith(name + "="):
-            out.append(arg)
-    return [*out, name, value]
-
-
-def checkpoint_settings_args(ckpt):
-    """``--model JSON [--data JSON]`` from a checkpoint alone: the run settings RunSettings saved in it, else the
-    model's saved hyperparameters (the data-linked sizes left out); [] when it has neither."""
-    settings = ckpt.get("run_settings") or {}
-    if settings.get("model") and settings.get("data"):
-        return [arg for key in ("model", "data") for arg in (f"--{key}", json.dumps(settings[key]))]
-    hparams = {k: v for k, v in (ckpt.get("hyper_parameters") or {}).items()
-               if not k.startswith("_") and k not in ("input_size", "num_classes")}
-    return ["--model", json.dumps(hparams)] if hparams else []
-
-
-def run_model_data_args(run_config):
-    """``--model JSON --data JSON`` from a run's config.yaml: what validate/test/predict take from the run (its
-    Trainer settings, such as devices, strategy or precision, stay the command's own)."""
-    with open(run_config) as f:
-        config = yaml.safe_load(f) or {}
-    return [arg for key in ("model", "data") if config.get(key) for arg in (f"--{key}", json.dumps(config[key]))]
-
-
-def with_run_config(argv):
-    """argv completed with the settings it runs with (see the module docstring):
-
-    - validate/test/predict without --config and with no or a ``last`` --ckpt_path: the newest run's last.ckpt;
-    - an explicit checkpoint and no --config: its run's config.yaml (fit: all of it; validate/test/predict: its
-      model and data), or else the run settings saved in it (RunSettings), or else its model hyperparameters, in
-      place of configs/digits.yaml, before the command line's own options;
-    - otherwise configs/digits.yaml when neither --config nor --data is given (a --data choice starts from the
-      class defaults, so digits' values never leak into another data set);
-    - predict: no logger (its one output, predictions.csv, goes into the checkpoint's run).
-    A file that is not a TwoLayerNetModule checkpoint raises ValueError (one line)."""
-    if not argv or argv[0] not in SUBCOMMANDS:
-        return list(argv)
-    subcommand, args = argv[0], list(argv[1:])
-    if any(a in ("-h", "--help", FULL_HELP_FLAG) for a in args):
-        return [subcommand, *[a for a in args if a != FULL_HELP_FLAG], *(["--help"] if FULL_HELP_FLAG in args else [])]
-    config_given = any(a in ("--config", "-c") or a.startswith(("--config=", "-c=")) for a in args)
-    data_given = any(a == "--data" or a.startswith("--data=") for a in args)
-    ckpt = option_value(args, "--ckpt_path")
-    if subcommand != "fit" and not config_given and ckpt in (None, "last"):
-        newest = next(iter(last_checkpoints(run_checkpoint_folders())), None)
-        if newest is not None:  # else _resolve_ckpt_path searches the configured logger's root, or stops
-            how = "--ckpt_path last" if ckpt == "last" else "no --ckpt_path given"
-            print(f"{how}: using the newest run's {os.path.relpath(newest)}", file=sys.stderr)
-            args, ckpt = with_option(args, "--ckpt_path", newest), newest
-    prefix = []
-    if ckpt not in (None, "last"):
-        checkpoint = read_checkpoint(ckpt)
-        run_config = run_config_of(ckpt)
-        if not config_given and run_config is not None:
-            what = "the settings" if subcommand == "fit" else "the model and data settings"
-            print(f"{subcommand}: {what} of {os.path.relpath(run_config)} (the checkpoint's run); options on "
-                  "the command line override them", file=sys.stderr)
-            prefix = ["--config", str(run_config)] if subcommand == "fit" else run_model_data_args(run_config)
-        elif not config_given:
-            from_checkpoint = checkpoint_settings_args(checkpoint)
-            data_saved = "--data" in from_checkpoint
-            prefix = [*default_config(data_given or data_saved), *from_checkpoint]
-            if data_saved:
-                print(f"{subcommand}: the model and data settings saved in {ckpt} (no config.yaml of its run beside "
-                      "it); options on the command line override them", file=sys.stderr)
-    elif not config_given:
-        prefix = default_config(data_given)
-    if subcommand == "predict" and option_value(args, "--trainer.logger") is None:
-        prefix += ["--trainer.logger", "false"]
-    return [subcommand, *prefix, *args]
-
-
-def default_config(data_given):
-    """``--config configs/digits.yaml``, unless a --data choice was made (or the file is missing)."""
-    return ["--config", str(DEFAULT_CONFIG)] if DEFAULT_CONFIG.is_file() and not data_given else []
 
 
 def remove_run_folder_if_empty(trainer):
@@ -481,6 +349,7 @@ def build_cli(argv, started=None):
             "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
                        "init_args": {"save_dir": ".", "name": LOGS_ROOT}},
         },
+        save_config_callback=SaveConfigCallback if args[:1] == ["fit"] else None,  # the others write no run
         save_config_kwargs={"overwrite": True},
         parser_kwargs=parser_kwargs,
         parser_class=ShortHelpParser,

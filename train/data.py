@@ -29,10 +29,15 @@ import torch
 from torch_impl.validation import check_positive_int, check_split
 from train.step_blocks import StepBlock
 
-# Lightning's "true" precisions keep data in that dtype; the mixed ones and 32-true train on float32 inputs.
-TRAINING_DTYPE = torch.float32
-PRECISION_DTYPES = {"64-true": torch.float64, "64": torch.float64, "16-true": torch.float16,
-                    "bf16-true": torch.bfloat16}
+TRAINING_DTYPE = torch.float32  # of 32-true and the mixed precisions; a "true" precision keeps its own dtype
+TRUE_PRECISION_DTYPES = {"64-true": torch.float64, "64": torch.float64, "16-true": torch.float16,
+                         "bf16-true": torch.bfloat16}
+
+
+def precision_dtype(precision):
+    """The dtype of the data and parameters under a Lightning precision ("64-true" -> float64, "bf16-true" ->
+    bfloat16, ...): a "true" precision's own dtype, else (32-true and the mixed precisions) float32."""
+    return TRUE_PRECISION_DTYPES.get(str(precision), TRAINING_DTYPE)
 
 
 @dataclass
@@ -76,7 +81,7 @@ class WithReplacementBatches:
     ``len()`` is the full epoch, ceil(N / B), even when ``start_batch`` skips the first batches of a resumed epoch
     (Lightning counts the skipped batches as already done).
 
-    ``block_size`` K >= 1 (asked for by a model's ``train_block_size``, e.g. TwoLayerNetModule with steps_per_call
+    ``block_size`` K >= 1 (ArrayDataModule.step_block_size, handed over by TwoLayerNetModule with steps_per_call
     or cuda_graph) yields step blocks instead (train/step_blocks.py's StepBlock), ceil(ceil(N / B) / K) per epoch:
     the whole device-resident split, this epoch's batch index table (ceil(N / B), B) on the device, the block's
     first batch and its count (<= K, or < 2K for the first block of an epoch resumed inside a block), and ``ran``.
@@ -193,6 +198,9 @@ class ArrayDataModule(L.LightningDataModule):
         self.seed = seed
         self._splits = None
         self._device_splits = None  # the splits on the training device, in the training dtype (after setup)
+        # 0: the training loader yields (X_b, y_b) batches; K >= 1: step blocks of up to K batches. Handed over by
+        # the model at fit start, from the step path it chose (TwoLayerNetModule.on_fit_start)
+        self.step_block_size = 0
 
     def load(self) -> ArraySplits:
         raise NotImplementedError("a data module implements load() -> ArraySplits")
@@ -238,7 +246,7 @@ class ArrayDataModule(L.LightningDataModule):
         device, dtype = torch.device("cpu"), TRAINING_DTYPE
         if self.trainer is not None:
             device = self.trainer.strategy.root_device
-            dtype = PRECISION_DTYPES.get(str(self.trainer.precision), TRAINING_DTYPE)
+            dtype = precision_dtype(self.trainer.precision)
         move_X = lambda t: None if t is None else t.to(device=device, dtype=dtype)
         move_y = lambda t: None if t is None else t.to(device=device, dtype=torch.int64)
         self._device_splits = ArraySplits(move_X(s.X_train), move_y(s.y_train), move_X(s.X_val), move_y(s.y_val),
@@ -259,27 +267,31 @@ class ArrayDataModule(L.LightningDataModule):
         if self.batch_size % world_size:
             raise ValueError(f"batch_size ({self.batch_size}) must be divisible by the number of processes "
                              f"({world_size}): every rank takes an equal slice of each batch")
-        block_size = getattr(getattr(self.trainer, "lightning_module", None), "train_block_size", 0)
-        return WithReplacementBatches(s.X_train, s.y_train, self.batch_size, self.seed, epoch=epoch,
-                                      rank=rank, world_size=world_size, block_size=block_size, views=s.train_views)
+        return WithReplacementBatches(s.X_train, s.y_train, self.batch_size, self.seed, epoch=epoch, rank=rank,
+                                      world_size=world_size, block_size=self.step_block_size, views=s.train_views)
 
     def val_dataloader(self):
         s = self._on_device()
         return ContiguousChunks(s.X_val, s.y_val)
 
     def test_dataloader(self):
-        """The test split; a data module without one has no test stage."""
-        s = self._on_device()
-        if s.X_test is None:
-            raise ValueError(f"{type(self).__name__} has no test split; use validate, or a data module with one")
-        return ContiguousChunks(s.X_test, s.y_test)
+        return ContiguousChunks(*self._test_split("test"))
 
     def predict_dataloader(self):
-        """The test split in order, or the val split when there is no test split."""
+        return ContiguousChunks(*self._test_split("predict"))  # the test split in order, as test
+
+    def _test_split(self, stage):
+        """(X_test, y_test); a data module without a test split has no test or predict stage."""
         s = self._on_device()
         if s.X_test is None:
-            return ContiguousChunks(s.X_val, s.y_val)
-        return ContiguousChunks(s.X_test, s.y_test)
+            raise ValueError(f"{type(self).__name__} has no test split to {stage}; use validate, or data with one")
+        return s.X_test, s.y_test
+
+    @classmethod
+    def missing_split(cls, init_args, name):
+        """Why split ``name`` ("test") cannot be served, told from the constructor's ``init_args`` before any data
+        is loaded (asked by the CLI before test and predict); None when it can be, or when loading must tell."""
+        return None
 
 
 def check_splits(s):

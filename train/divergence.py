@@ -11,8 +11,8 @@ Usage::
 Contract with the LightningModule (manual optimization)::
 
     loss = TwoLayerLoss.apply(X, y, W1, b1, W2, b2, reg)
-    self.last_loss = loss.detach()      # read by the guard; without it only the gradients are checked
-    self.manual_backward(loss)
+    self.last_step = LastStep(loss.detach(), (X, y))   # train/steps.py; read by the guard (without it only the
+    self.manual_backward(loss)                         # gradients are checked)
     opt.step()                          # Lightning calls on_before_optimizer_step inside, before the update
 
 ``on_before_optimizer_step`` runs inside ``opt.step()`` after the (no-op) closure and before
@@ -24,7 +24,7 @@ step whose update overflows W - lr dW, leaves a non-finite parameter, and every 
 gradients and parameters scanned, to name the first bad step: the step itself ("no update was applied") when the
 parameters are still finite, else the step before ("its update made net.W1 non-finite"). The parameters are also
 scanned before every validation, at the end of training and before every checkpoint save, so no diverged state is
-validated or saved. Without ``last_loss`` the gradients and parameters are checked every step.
+validated or saved. Without ``last_step`` the gradients and parameters are checked every step.
 
 On an accelerator reading a flag means a host sync, so the per-step work stays on the device (the first bad step,
 its loss) and the host reads it every ``sync_every_n_steps`` steps (whenever the step count crosses a multiple of
@@ -43,7 +43,7 @@ import torch
 from lightning.pytorch.trainer.states import TrainerFn
 
 from torch_impl.validation import check_positive_int
-from train.step_blocks import steps_crossed
+from train.steps import Every
 
 
 class TrainingDiverged(RuntimeError):
@@ -53,7 +53,7 @@ class TrainingDiverged(RuntimeError):
 
 
 class DivergenceGuard(L.Callback):
-    """Raises TrainingDiverged at the first step with a NaN/Inf loss (``pl_module.last_loss``) or gradient.
+    """Raises TrainingDiverged at the first step with a NaN/Inf loss (``pl_module.last_step.loss``) or gradient.
 
     Args:
         check_grads: also check the gradients (skipped automatically under a GradScaler).
@@ -68,14 +68,15 @@ class DivergenceGuard(L.Callback):
         self._lrs = {}  # accelerator: step -> learning rate since the last read
         self._step_lr = None  # (step, learning rate) of the latest optimizer step
         self._previous_loss = None  # CPU: the loss of the latest step that completed
-        self._synced_steps = None  # accelerator: the step count (step + 1) at the last periodic read
+        self._sync = Every(self.sync_every_n_steps)  # accelerator: the periodic host reads of the step count
 
     def on_train_start(self, trainer, pl_module):
         self.diverged, self._pending, self._lrs, self._step_lr = None, None, {}, None
-        self._previous_loss, self._synced_steps = None, trainer.global_step
+        self._previous_loss = None
+        self._sync.start(trainer.global_step)
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
-        loss = getattr(pl_module, "last_loss", None)
+        loss = last_loss(pl_module)
         step, lr = trainer.global_step, optimizer.param_groups[0]["lr"]
         previous, self._step_lr = self._step_lr, (step, lr)
         params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -101,11 +102,7 @@ class DivergenceGuard(L.Callback):
     def _sync_due(self, step):
         """Whether the step count, step + 1 after step ``step``, crossed a multiple of sync_every_n_steps since the
         last read: with K-step blocks the hook sees one step per block, so the multiple itself may never come."""
-        previous = step if self._synced_steps is None else self._synced_steps
-        if steps_crossed(previous, step + 1, self.sync_every_n_steps):
-            self._synced_steps = step + 1
-            return True
-        return False
+        return self._sync.crossed(step + 1)
 
     def _check_cpu_step(self, trainer, pl_module, step, lr, loss, grads, params, previous):
         """CPU, before step ``step``'s update: the loss alone (see the module docstring), or without a recorded loss
@@ -127,7 +124,7 @@ class DivergenceGuard(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         """Keeps the latest checked step's loss (the message's "loss" when the next step finds its update bad)."""
-        self._previous_loss = getattr(pl_module, "last_loss", None)
+        self._previous_loss = last_loss(pl_module)
 
     def _nonfinite_parameters(self, pl_module):
         """Names of the parameters holding a NaN/Inf (one isfinite pass over each; the host reads the flags)."""
@@ -144,7 +141,7 @@ class DivergenceGuard(L.Callback):
         bad = self._nonfinite_parameters(pl_module)
         if self._decide(trainer, bool(bad)) if collective else bad:
             step, lr = self._step_lr or (trainer.global_step, math.nan)
-            self._raise(trainer, pl_module, step, getattr(pl_module, "last_loss", None), [], lr,
+            self._raise(trainer, pl_module, step, last_loss(pl_module), [], lr,
                         f"its update made {', '.join(bad) or 'a parameter on another rank'} non-finite{when}")
 
     def check_pending(self, trainer, pl_module):
@@ -195,6 +192,12 @@ class DivergenceGuard(L.Callback):
         # one isfinite pass per parameter per save; on an accelerator reached only if a step was not checked
         self.check_parameters(trainer, pl_module, "; caught when a checkpoint was about to be written",
                               collective=False)  # a save may run on one rank only
+
+
+def last_loss(pl_module):
+    """The loss of the step in flight (``pl_module.last_step.loss``), or None when the module records none."""
+    last = getattr(pl_module, "last_step", None)
+    return None if last is None else last.loss
 
 
 def divergence_hint(hparams, lr):

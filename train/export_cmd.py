@@ -24,9 +24,8 @@ import numpy as np
 import torch
 
 from torch_impl.neural_net import PARAM_NAMES
-from train.runs import LOGS_ROOT, PARAM_KEYS, last_checkpoints, read_checkpoint, run_checkpoint_folders
-
-STATE_KEYS = PARAM_KEYS  # TwoLayerNetModule's state_dict keys net.W1 ... net.b2
+from train.atomic import atomic_write
+from train.runs import LOGS_ROOT, PARAM_KEYS, newest_last_checkpoint, read_checkpoint
 
 
 def read_checkpoint_params(ckpt_path):
@@ -36,7 +35,7 @@ def read_checkpoint_params(ckpt_path):
         raise ValueError("--ckpt_path: missing; expected the checkpoint to export, e.g. "
                          f"--ckpt_path {LOGS_ROOT}/version_0/checkpoints/last.ckpt, or last")
     if str(ckpt_path) == "last":
-        ckpt_path = next(iter(last_checkpoints(run_checkpoint_folders())), None)
+        ckpt_path = newest_last_checkpoint()
         if ckpt_path is None:
             raise ValueError(f"--ckpt_path last: no run under ./{LOGS_ROOT} has a last.ckpt; expected a checkpoint "
                              "file, or run python -m train fit first")
@@ -44,7 +43,7 @@ def read_checkpoint_params(ckpt_path):
     where = f"--ckpt_path: {str(ckpt_path)!r}"
     state = read_checkpoint(ckpt_path)["state_dict"]
     params = {}
-    for name, key in zip(PARAM_NAMES, STATE_KEYS):
+    for name, key in zip(PARAM_NAMES, PARAM_KEYS):
         t = state[key]
         if not isinstance(t, torch.Tensor) or not t.is_floating_point():
             raise ValueError(f"{where}: state_dict[{key!r}] is {type(t).__name__}, expected a float tensor")
@@ -71,10 +70,8 @@ def export_checkpoint(ckpt_path, out):
     """Write the parameters of ``ckpt_path`` to the .npz ``out`` and return them; ValueError on bad input."""
     out = check_out(out)  # before the (slow) load
     params = read_checkpoint_params(ckpt_path)
-    tmp = out.with_name(out.name + ".tmp")  # written, then renamed: an interrupted export leaves no half file
-    with open(tmp, "wb") as f:  # a file object: given a name, np.savez would append ".npz" to it
-        np.savez(f, **params)
-    os.replace(tmp, out)
+    # a file object: given a name, np.savez would append ".npz" to it; an interrupted export leaves no half file
+    atomic_write(out, lambda f: np.savez(f, **params))
     return params
 
 

@@ -299,6 +299,13 @@ class ImageFolderDataModule(ArrayDataModule):
                            image_shape=image_shape if P is None else None, class_names=classes,
                            train_views=len(views))
 
+    @classmethod
+    def missing_split(cls, init_args, name):
+        """"ROOT/test does not exist" for the test split of a tree without one (before any image is decoded)."""
+        test = os.path.join(str(init_args.get("root", "")), "test")
+        return f"{test} does not exist (ImageFolderDataModule's test split)" if name == "test" and not \
+            os.path.isdir(test) else None
+
     def test_dataloader(self):
         """The test split; without root/test, a ValueError that says where the test images were looked for."""
         if self.splits.X_test is None:

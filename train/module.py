@@ -12,7 +12,7 @@ Usage (the CLI builds it from configs: ``python -m train fit --model.hidden_size
 The arguments are keyword-only: cs231n's ``TwoLayerNet(input_size, hidden_size, output_size)`` puts H second, so
 a positional ``TwoLayerNetModule(64, 100, 10)`` is refused rather than read in another order.
 
-One training step (``sgd_step``), manual optimization:
+One training step, manual optimization (train/step_blocks.py's StepBlockRunner.sgd_step, the front door)::
 
     loss = TwoLayerLoss.apply(X, y, W1, b1, W2, b2, reg)   # forward; backward holds formulas (1)-(5)
     self.manual_backward(loss)                             # fills .grad through autograd (DDP, AMP see it)
@@ -24,17 +24,21 @@ the checkpoint): ``lr_schedule="epoch"`` multiplies after every ceil(N / B) step
 article's loop exactly: after step ``it`` whenever ``it % max(N / B, 1) == 0`` with that float epoch length, it == 0
 included (so the second step already runs at lr * decay, and non-integer N / B decays only at multiples of it).
 
-The step path is chosen once, at fit start, and named in one log line (``step path: fused, 16 SGD steps per
-training_step``; train/step_blocks.py's choose_step_path): "front door" is sgd_step above for every step; "fused"
-(torch_impl/fused_step.py: no autograd, the update inside the GEMMs) and "graph" (torch_impl/cuda_graph.py, with
-``cuda_graph=True`` on a CUDA device) take the steps of a step block without the engine, where nothing listens to
-``.grad`` (one device, 32/64-bit precision, grad_mode "manual"). ``steps_per_call`` K > 1 or ``cuda_graph`` makes
-the data module yield step blocks of K batches (one training_step each, fewer Lightning hooks per SGD step); that is
-why ``python -m train fit`` defaults to ``steps_per_call`` 16 (train/cli.py), while the module's own default stays 1.
-trainer.global_step and max_steps count SGD steps either way; log_every_n_steps, val_check_interval and the
-progress bar count training_steps. train/loss and lr (the last step's) are logged on the training_steps whose step
-metrics Lightning writes and on each epoch's last batch; training_step returns ``{"loss": the last step's,
-"step_losses": (count,)}``, every SGD step's loss for the loss history plot (train/callbacks.py).
+How a training_step reaches the update: ``training_step`` runs, logs, returns. It hands its batch to the runner
+made at fit start (a plain (X, y) batch as a one-step StepBlock), which takes the steps on the step path chosen
+then and named in one log line (``step path: fused, 16 SGD steps per training_step``; choose_step_path): "front
+door" is the step above for every step; "fused" (torch_impl/fused_step.py: no autograd, the update inside the GEMMs)
+and "graph" (torch_impl/cuda_graph.py, with ``cuda_graph=True`` on a CUDA device) take the steps of a step block
+without the engine, where nothing listens to ``.grad`` (one device, 32/64-bit precision, grad_mode "manual").
+``steps_per_call`` K > 1 or ``cuda_graph`` makes the module tell its ArrayDataModule, at fit start, to yield step
+blocks of K batches (one training_step each, fewer Lightning hooks per SGD step); that is why ``python -m train
+fit`` defaults to ``steps_per_call`` 16 (train/cli.py), while the module's own default stays 1. The callbacks read
+the step in flight as ``module.last_step`` (loss, batch), the runner's record. trainer.global_step and max_steps
+count SGD steps either way, and so do the loggers' step (metrics.csv) and log_every_n_steps (train/steps.py's
+count_logged_steps); val_check_interval counts training_steps. train/loss and lr (the last step's) are logged on
+the training_steps whose step metrics Lightning writes and on each epoch's last batch; training_step returns
+``{"loss": the last step's, "step_losses": (count,)}``, every SGD step's loss for the loss history plot
+(train/callbacks.py).
 """
 import math
 import random
@@ -49,8 +53,9 @@ from torchmetrics.classification import MulticlassAccuracy
 from torch_impl.autograd_twin import two_layer_loss_autograd
 from torch_impl.neural_net import TwoLayerLoss, TwoLayerNet
 from torch_impl.validation import check_nonnegative_float, check_positive_float, check_positive_int
-from train.schedule import EpochDecay, lr_at
+from train.schedule import EpochDecay
 from train.step_blocks import StepBlock, StepBlockRunner, choose_step_path
+from train.steps import lr_at
 
 
 class TwoLayerNetModule(L.LightningModule):
@@ -101,20 +106,34 @@ class TwoLayerNetModule(L.LightningModule):
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.step_path = None  # "front door" | "fused" | "graph", chosen at fit start
-        self.block_runner = None  # StepBlockRunner, made at fit start when train_block_size > 0
+        self.runner = None  # StepBlockRunner, made at fit start: every training_step's SGD steps
 
     @property
     def train_block_size(self):
-        """0: the data module yields (X_b, y_b) batches; K >= 1: step blocks of up to K batches (train/data.py)."""
+        """0: the training data yields (X_b, y_b) batches; K >= 1: step blocks of up to K batches (train/data.py)."""
         return self.hparams.steps_per_call if self.hparams.cuda_graph or self.hparams.steps_per_call > 1 else 0
 
+    @property
+    def last_step(self):
+        """The SGD step in flight (train/steps.py's LastStep: loss, batch), what the callbacks read; None before."""
+        return self.runner.last_step if self.runner is not None else None
+
     def on_fit_start(self):
-        """Choose the step path, once, and say which (refuses cuda_graph with DDP or a non-32-bit precision)."""
-        self.step_path, why = choose_step_path(self.hparams, self.trainer, self.device)
-        self.block_runner = StepBlockRunner(self, self.step_path) if self.train_block_size else None
-        steps = self.train_block_size or 1
+        """Choose the step path, once, hand the data module its batch type, make the runner and say which path
+        (refuses cuda_graph with DDP or a non-32-bit precision)."""
+        dm = self.trainer.datamodule
+        takes_blocks = hasattr(dm, "step_block_size")  # an ArrayDataModule (train/data.py)
+        self.step_path, why = choose_step_path(self.hparams, self.trainer, self.device, takes_blocks)
+        if takes_blocks:
+            dm.step_block_size = self.train_block_size
+        needs_grads = any(getattr(cb, "needs_grads", False) for cb in self.trainer.callbacks)
+        self.runner = StepBlockRunner(
+            self.step_path, trainer=self.trainer, optimizer=self.optimizers(), scheduler=self.lr_schedulers(),
+            loss_fn=self.batch_loss, backward=self.manual_backward, params=list(self.net.parameters()),
+            reg=self.hparams.reg, momentum=self.hparams.momentum, last_through_front_door=needs_grads)
+        steps = (self.train_block_size if takes_blocks else 0) or 1
         last = " (each block's last through the front door: a callback reads .grad)" if (
-            self.block_runner is not None and self.block_runner.last_through_front_door) else ""
+            self.runner.last_through_front_door) else ""
         rank_zero_info(f"step path: {self.step_path}, {steps} SGD step{'s' * (steps > 1)} per training_step{last} "
                        f"({why})")
 
@@ -203,47 +222,34 @@ class TwoLayerNetModule(L.LightningModule):
         return two_layer_loss_autograd(X, y, W1, b1, W2, b2, self.hparams.reg)
     # [/bridge:lightning-batch-loss]
 
-    # [bridge:lightning-sgd-step]
-    def sgd_step(self, X, y):
-        """One SGD step on X: (B, D), y: (B,): loss, gradients through autograd, update, lr schedule.
-
-        Returns the detached loss (computed before the update). The whole per-step work lives here.
-        """
-        opt, sched = self.optimizers(), self.lr_schedulers()
-        loss = self.batch_loss(X, y)
-        self.last_loss = loss.detach()  # read by train/divergence.py's guard before the update
-        self.last_batch = (X, y)  # read by train/verification_callback.py before the update
-        self.manual_backward(loss)  # hand-written (or autograd) gradients into .grad, via the engine
-        opt.step()  # W -= lr * dW (SGD, optionally with momentum)
-        opt.zero_grad(set_to_none=False)
-        sched.step()  # lr for the next step
-        return loss.detach()
-    # [/bridge:lightning-sgd-step]
-
     # [bridge:lightning-training-step]
     def training_step(self, batch, batch_idx):
-        if isinstance(batch, StepBlock):  # the steps of a block, on the step path chosen at fit start
-            step_losses = self.block_runner(batch)  # (count,)
-            X, y = batch.step_batch(len(step_losses) - 1)  # the last step's batch (B, D), (B,)
-        else:
-            X, y = batch  # (B, D), (B,)
-            step_losses = self.sgd_step(X, y).reshape(1)  # (1,)
-        loss = step_losses[-1]
+        block = batch if isinstance(batch, StepBlock) else StepBlock.of_batch(*batch)  # (X (B, D), y (B,)): 1 step
+        step_losses = self.runner(block)  # (count,): the block's SGD steps on the path chosen at fit start
+        self.log_steps(block, step_losses, batch_idx)
+        return {"loss": step_losses[-1], "step_losses": step_losses}  # every step's loss, for the loss history plot
+    # [/bridge:lightning-training-step]
+
+    # [bridge:lightning-log-steps]
+    def log_steps(self, block, step_losses, batch_idx):
+        """train/loss and lr of the last step, on the training_steps whose step metrics Lightning writes and on the
+        epoch's last; there also cs231n's train accuracy (the last step's batch, after its update)."""
         last_batch = batch_idx == self.trainer.num_training_batches - 1
         if last_batch or self._logs_this_step():  # self.log costs ~0.1 ms; most steps' values are never written
-            self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+            self.log("train/loss", step_losses[-1], on_step=True, on_epoch=False, prog_bar=True)
             self.log("lr", lr_at(self.lr_schedulers(), self.trainer.global_step - 1), on_step=True, on_epoch=False)
-        if last_batch:  # cs231n's train accuracy: the epoch's last batch, after its update
+        if last_batch and len(step_losses):
+            X, y = block.step_batch(len(step_losses) - 1)  # (B, D), (B,)
             with torch.no_grad():
                 self.train_acc(self.net(X).argmax(dim=1), y)
             self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=y.shape[0])
-        return {"loss": loss, "step_losses": step_losses}  # every step's loss, for the loss history plot
-    # [/bridge:lightning-training-step]
+    # [/bridge:lightning-log-steps]
 
     def _logs_this_step(self):
-        """Whether Lightning writes step metrics to the logger after this training_step: every log_every_n_steps-th
-        training_step, when stopping, under fast_dev_run (its _LoggerConnector.should_update_logs, which the
-        LearningRateMonitor asks too). True when that cannot be asked. The epoch's last batch logs as well, so
+        """Whether Lightning writes step metrics to the logger after this training_step: when the SGD step count
+        is a multiple of log_every_n_steps (train/steps.py's count_logged_steps), when stopping, under fast_dev_run
+        (its _LoggerConnector.should_update_logs, which the LearningRateMonitor asks too). True when that cannot be
+        asked. The epoch's last batch logs as well, so
         callback_metrics (EarlyStopping, the progress bar) hold the epoch's last loss."""
         trainer = self.trainer
         # private Lightning API (2.6): the public way, self.log on every step, costs ~0.1 ms a step for values

@@ -9,7 +9,7 @@ so a checkpoint ``.../version_N/checkpoints/*.ckpt`` finds its run's settings in
 checkpoint copied elsewhere still holds its run's model and data settings (``run_settings``, written by the CLI's
 RunSettings callback) and the model's hyperparameters (``hyper_parameters``, Lightning's save_hyperparameters).
 train/cli.py uses these to test, validate, predict and export a checkpoint with the settings it was trained
-with, and to resume ``--ckpt_path last`` from a run of the same shapes.
+with, and to resume ``--ckpt_path last`` from a run of the same shapes (newest_last_checkpoint, last_checkpoints).
 """
 import glob
 import os
@@ -72,13 +72,17 @@ def run_config_of(ckpt_path):
     return config if config.is_file() else None
 
 
-def last_checkpoints(folders):
-    """Every last*.ckpt in ``folders``, newest (modification time) first, as absolute paths."""
+def last_checkpoints(root=LOGS_ROOT, folders=()):
+    """Every last*.ckpt of the runs under ``root`` (root/*/checkpoints/; None: none) and in ``folders``, newest
+    (modification time) first, as absolute paths. A checkpoint's temporary file (.last.ckpt.*.tmp) is no match."""
+    if root:
+        folders = [*folders, *glob.glob(os.path.join(glob.escape(str(root)), "*", "checkpoints"))]
     found = {os.path.abspath(path) for folder in folders
              for path in glob.glob(os.path.join(glob.escape(str(folder)), "last*.ckpt"))}
     return sorted(found, key=os.path.getmtime, reverse=True)
 
 
-def run_checkpoint_folders(root=LOGS_ROOT):
-    """root/*/checkpoints: where the runs under a logger root keep their checkpoints."""
-    return glob.glob(os.path.join(glob.escape(str(root)), "*", "checkpoints"))
+def newest_last_checkpoint(root=LOGS_ROOT, folders=()):
+    """The newest last*.ckpt of the runs under ``root`` and in ``folders`` (last_checkpoints), or None: what
+    validate/test/predict/export take without a checkpoint, and ``--ckpt_path last``."""
+    return next(iter(last_checkpoints(root, folders)), None)

@@ -1,10 +1,9 @@
-"""The learning rate of SGD step n: EpochDecay (the LambdaLR factor fit uses), lr_at and set_step.
+"""The learning-rate schedule: EpochDecay, the LambdaLR factor fit and the sweep use.
 
-Usage (TwoLayerNetModule.configure_optimizers builds the scheduler; the step paths read it)::
+Usage (TwoLayerNetModule.configure_optimizers builds the scheduler; train/steps.py's lr_at reads it)::
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, EpochDecay(0.95, num_train=49000, batch_size=200, schedule="epoch"))
-    lr_at(sched, n)       # the lr of step n, 0-based
-    set_step(sched, n)    # the optimizer's lr becomes lr_at(sched, n), as n calls of sched.step() leave it
+    lr_at(sched, n)       # the lr of step n, 0-based (train/steps.py)
 """
 import math
 from fractions import Fraction
@@ -36,22 +35,3 @@ class EpochDecay:
 
     def __call__(self, n):
         return self.decay ** self.num_decays(n)
-
-
-def lr_at(scheduler, step):
-    """The learning rate of SGD step ``step`` (0-based) under ``scheduler``, fit's LambdaLR: base lr times its factor.
-
-    The one place the lr of step n is computed: the fused steps, the graph's lr table, the logged lr and set_step.
-    """
-    return scheduler.base_lrs[0] * scheduler.lr_lambdas[0](step)
-
-
-def set_step(scheduler, step):
-    """Leave the LambdaLR and its optimizer as ``step`` calls of scheduler.step() would: last_epoch = step, and the
-    lr of SGD step ``step`` in the optimizer. Unlike scheduler.step() it never warns that no optimizer.step() came
-    first, and it jumps over the steps of a block in one move."""
-    scheduler.last_epoch = step
-    for group in scheduler.optimizer.param_groups:
-        group["lr"] = lr_at(scheduler, step)
-    # private torch attribute: what get_last_lr() returns and state_dict() saves; step() would set it the same way
-    scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]

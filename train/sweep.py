@@ -34,7 +34,7 @@ from train.sweep_train import SEARCHED
 
 NOT_FROM_MODEL = {"input_size", "num_classes", *SEARCHED[:-1]}  # model keys the data or the space provide
 DEFAULTS_FILE = Path(__file__).resolve().parent / "configs" / "sweep_digits.yaml"  # package data
-PRECISION_DTYPES = {"32-true": torch.float32, "32": torch.float32, "64-true": torch.float64, "64": torch.float64}
+SWEEP_PRECISIONS = ("32-true", "32", "64-true", "64")  # one dtype throughout, as fit with a "true" precision
 # what each hyperparameter must satisfy: (test, the words for it)
 VALID = {"learning_rate": (lambda v: v > 0, "> 0"), "reg": (lambda v: v >= 0, ">= 0"),
          "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"), "learning_rate_decay": (lambda v: v > 0, "> 0"),
@@ -126,7 +126,7 @@ def check_config(cfg):
             raise ValueError(f"trainer.{key}: got {cfg.trainer[key]!r}; expected it unset (a trial trains "
                              "space.max_epochs whole epochs, as its fit in best.yaml does)")
     precision = str(cfg.trainer.get("precision", "32-true"))
-    if precision not in PRECISION_DTYPES:
+    if precision not in SWEEP_PRECISIONS:
         raise ValueError(f"trainer.precision: got {precision!r}; expected 32-true or 64-true (the sweep trains "
                          "in one dtype, as fit does with a 'true' precision)")
     if cfg.device not in ("cpu", "cuda") or (cfg.device == "cuda" and not torch.cuda.is_available()):
@@ -201,12 +201,12 @@ def quiet_optuna():
 
 def load_splits(cfg):
     """The data module of cfg and its train/val splits on the sweep's device, in the run's dtype."""
-    from train.data import ArrayDataModule, ArraySplits
+    from train.data import ArrayDataModule, ArraySplits, precision_dtype
 
     dm = instantiate_data(cfg.data)
     if not isinstance(dm, ArrayDataModule):
         raise ValueError(f"data: got {type(dm).__name__}; expected an ArrayDataModule (train/data.py)")
-    dtype = PRECISION_DTYPES[str(cfg.trainer.get("precision", "32-true"))]
+    dtype = precision_dtype(cfg.trainer.get("precision", "32-true"))
     s = dm.splits
     move = lambda t: t.to(device=cfg.device, dtype=dtype if t.is_floating_point() else torch.int64)
     splits = ArraySplits(move(s.X_train), move(s.y_train), move(s.X_val), move(s.y_val),

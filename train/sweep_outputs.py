@@ -9,28 +9,14 @@ import contextlib
 import csv
 import io
 import math
-import os
 import warnings
 from pathlib import Path
 
 import yaml
 
+from train.atomic import atomic_write
 from train.sweep_study import process_alive
 from train.sweep_train import SEARCHED
-
-
-def atomic_write(path, write, mode="w"):
-    """write(file) into a temporary file beside path, fsync it, then rename it over path: a reader sees the old file
-    or the new one, and a failure removes the temporary file (a kill leaves it; remove_stale_temporaries cleans up)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, mode, **({"newline": ""} if "b" not in mode else {})) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def remove_stale_temporaries(study_dir):
@@ -42,8 +28,8 @@ def remove_stale_temporaries(study_dir):
 
 
 def write_outputs(study, cfg, study_dir, best):
-    atomic_write(study_dir / "trials.csv", lambda f: write_trials_csv(study, f))
-    atomic_write(study_dir / "best.yaml", lambda f: f.write(fit_config_yaml(cfg, best.params)))
+    atomic_write(study_dir / "trials.csv", lambda f: write_trials_csv(study, f), mode="w")
+    atomic_write(study_dir / "best.yaml", lambda f: f.write(fit_config_yaml(cfg, best.params)), mode="w")
     atomic_write(study_dir / "sweep.png", lambda f: save_plot(study, f), mode="wb")
 
 

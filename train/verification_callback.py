@@ -8,7 +8,7 @@ Usage (configs/digits_verify.yaml turns it on)::
 
 Every ``every_n_steps`` optimizer steps, in ``on_before_optimizer_step`` — which Lightning calls from ``opt.step()``
 in manual optimization, after ``manual_backward`` filled ``param.grad`` and before the update — it recomputes the
-gradients of the step's batch (the module's ``last_batch``, set by sgd_step) with torch.autograd
+gradients of the step's batch (the module's ``last_step.batch``, train/steps.py's LastStep) with torch.autograd
 (torch_impl/autograd_twin.py) in float64 from the same parameters. It logs ``verify/max_rel_err`` (max over W1, b1,
 W2, b2 of max |grad - autograd| / max |autograd|) to the trainer's loggers at that step (metrics.csv of the CSV
 logger; ``history`` keeps (step, error) pairs) and raises GradientVerificationError, which ends the run with a
@@ -27,7 +27,7 @@ import torch
 
 from torch_impl.autograd_twin import two_layer_loss_and_grads_autograd
 from torch_impl.neural_net import PARAM_NAMES
-from train.step_blocks import steps_crossed
+from train.steps import Every
 
 
 class GradientVerificationError(RuntimeError):
@@ -46,20 +46,18 @@ class GradientVerification(L.Callback):
             raise ValueError(f"tolerance must be > 0, got {tolerance!r}")
         self.every_n_steps = every_n_steps
         self.tolerance = tolerance
-        self._hooked_step = -1  # the step of the latest on_before_optimizer_step
+        self._every = Every(every_n_steps)  # crossed(step): a multiple of every_n_steps since the latest hook
         self.history = []  # (global_step, max_rel_err) of every check
 
     def on_train_start(self, trainer, pl_module):
-        self._hooked_step = trainer.global_step - 1
+        self._every.start(trainer.global_step - 1)  # the first step checked may be this one
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         """Check this step's ``.grad`` when the steps since the last hook include a multiple of every_n_steps (every
         step hooks on the front door; on a fast path, each block's last step)."""
-        step, previous = trainer.global_step, self._hooked_step
-        self._hooked_step = step
-        if not steps_crossed(previous, step, self.every_n_steps):
+        if not self._every.crossed(trainer.global_step):
             return
-        X, y = pl_module.last_batch  # (B, D), (B,): the batch of the step in flight (TwoLayerNetModule.sgd_step)
+        X, y = pl_module.last_step.batch  # (B, D), (B,): the batch of the step in flight (train/steps.py)
         net = pl_module.net
         manual = {k: getattr(net, k).grad for k in PARAM_NAMES}
         missing = [k for k, g in manual.items() if g is None]

@@ -17,6 +17,8 @@ Imports nothing heavy: the child process uses it before it imports the student's
 import inspect
 from dataclasses import dataclass
 
+from reference_numpy.neural_net import PARAM_NAMES  # the one order of W1, b1, W2, b2 (numpy only, no torch)
+
 
 @dataclass(frozen=True)
 class Kind:
@@ -36,7 +38,6 @@ def _kind(name, api, quantities, params=None, regularized=(), default_convention
     return Kind(name, api, tuple(quantities), dict(params or {}), tuple(regularized), default_convention, forward)
 
 
-PARAM_NAMES = ("W1", "b1", "W2", "b2")  # torch_impl.neural_net.PARAM_NAMES, here without importing torch
 TWO_LAYER_GRADS = {p: p for p in PARAM_NAMES}
 KINDS = {k.name: k for k in [
     _kind("softmax", "softmax_loss_*(W, X, y, reg) -> (loss, dW)", ("loss", "dW"), {"W": "dW"}, ("W",), "full"),

@@ -29,6 +29,7 @@ import torch
 from reference_numpy import neural_net as ref_net
 from reference_numpy import softmax as ref_softmax
 from reference_numpy.gradient_check import eval_numerical_gradient
+from reference_numpy.neural_net import PARAM_NAMES
 from torch_impl import autograd_twin, neural_net, softmax
 from verify.cases import softmax_cases, two_layer_cases
 from verify.compare import compare
@@ -36,7 +37,6 @@ from verify.compare import compare
 FLOAT64_RTOL = 1e-10  # manual / NumPy vs autograd, float64
 FINITE_DIFF_RTOL = 1e-7  # centred differences with h = 1e-5, float64
 FLOAT32_RTOL = 5e-6  # torch.testing's float32 rtol (1.3e-6) x 4 for a max over many entries
-TWO_LAYER_PARAMS = ("W1", "b1", "W2", "b2")
 
 
 def format_table(rows):
@@ -100,7 +100,7 @@ def _softmax_rows(case, device, dtype, want_loss, want_dW):
 
 
 def _params(case):
-    return {k: case.arrays[k] for k in TWO_LAYER_PARAMS}
+    return {k: case.arrays[k] for k in PARAM_NAMES}
 
 
 def _two_layer_rows(case, device, dtype, want_loss, want_grads):
@@ -123,9 +123,9 @@ def _two_layer_rows(case, device, dtype, want_loss, want_grads):
     rows = []
     for check, (loss, grads) in results.items():
         rows.append(compare(label, check, "loss", loss, want_loss, tol))
-        rows += [compare(label, check, k, grads[k], want_grads[k], tol) for k in TWO_LAYER_PARAMS]
+        rows += [compare(label, check, k, grads[k], want_grads[k], tol) for k in PARAM_NAMES]
     if f64 and device == "cpu":
-        for k in TWO_LAYER_PARAMS:
+        for k in PARAM_NAMES:
             params = {n: v.copy() for n, v in cP.items()}
             f = lambda _, params=params: ref_net.two_layer_loss(cX, cy, *params.values(), case.reg)[0]
             num = eval_numerical_gradient(f, params[k], verbose=False, h=1e-5)  # shape of params[k]
