@@ -210,8 +210,8 @@ def test_grey_nets_scale_uint8_and_take_floats_as_they_are(tmp_path):
     pre = NumpyNet.from_npz(tmp_path / "net.npz").preprocessing
     grey = np.random.default_rng(2).integers(0, 256, size=(4, 4), dtype=np.uint8)
     X = np_images.images_to_features(grey, pre)
-    np.testing.assert_allclose(X[0], grey.reshape(-1).astype(np.float64) * 16 / 255 - pre["mean_image"], rtol=1e-6, atol=1e-5)
     floats = grey.astype(np.float64) * 16 / 255  # already in 0..pixel_max
+    np.testing.assert_allclose(X[0], floats.reshape(-1) - pre["mean_image"], rtol=1e-6, atol=1e-5)
     np.testing.assert_allclose(np_images.images_to_features(floats, pre), X, rtol=1e-6, atol=1e-5)
     rgb = np.repeat(grey[:, :, None], 3, axis=2)  # R = G = B: the luma is the grey level
     np.testing.assert_array_equal(np_images.images_to_features(rgb, pre), X)
@@ -232,3 +232,26 @@ def test_weights_only_files_still_load_and_say_what_is_missing(tmp_path):
     with pytest.raises(ValueError, match="expected \\(H, W\\) grey or \\(H, W, 3\\) RGB"):
         synthetic_npz(tmp_path / "net.npz")
         np_images.predict_images(tmp_path / "net.npz", np.zeros((2, 4, 4, 3, 1)))
+
+
+def test_a_checkpoint_without_saved_preprocessing_gets_it_rebuilt_from_its_data_settings(tmp_path, capsys):
+    from train.module import TwoLayerNetModule
+
+    module = TwoLayerNetModule(input_size=64, num_classes=10, hidden_size=8, init_seed=1)
+    data = {"class_path": "train.data.DigitsDataModule", "init_args": {"num_val": 250, "num_test": 250}}
+    torch.save({"state_dict": module.state_dict(), "run_settings": {"model": {}, "data": data}}, tmp_path / "m.ckpt")
+    assert train_main(["export", "--ckpt_path", str(tmp_path / "m.ckpt"), "--out", str(tmp_path / "m.npz")]) == 0
+    assert "rebuilding it from its data settings (train.data.DigitsDataModule)" in capsys.readouterr().err
+    pre = NumpyNet.from_npz(tmp_path / "m.npz").preprocessing
+    digits = DigitsDataModule()
+    np.testing.assert_array_equal(pre["mean_image"], digits.splits.preprocessing["mean_image"].numpy())
+    assert (pre["image_shape"], pre["channels"], pre["pixel_max"]) == ((1, 8, 8), "L", 16.0)
+    # predict --images takes the exported .npz as well as the checkpoint
+    for i, img in enumerate(load_digits().images[:3]):
+        Image.fromarray((img * 255 / 16).round().astype(np.uint8), "L").save(tmp_path / f"{i}.png")
+    for ckpt in ("m.npz", "m.ckpt"):
+        out = tmp_path / f"{ckpt}.csv"
+        assert train_main(["predict", "--ckpt_path", str(tmp_path / ckpt), "--images", str(tmp_path),
+                           "--out", str(out)]) == 0
+        with open(out) as f:
+            assert [row["file"] for row in csv.DictReader(f)] == ["0.png", "1.png", "2.png"]

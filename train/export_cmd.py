@@ -38,7 +38,7 @@ from train.runs import LOGS_ROOT, PARAM_KEYS, last_checkpoints, read_checkpoint,
 STATE_KEYS = PARAM_KEYS  # TwoLayerNetModule's state_dict keys net.W1 ... net.b2
 
 
-def resolve_ckpt_path(ckpt_path):
+def resolve_ckpt_path(ckpt_path, verb="exporting"):
     """``ckpt_path``, or for "last" the newest last.ckpt of the runs under ./lightning_logs; ValueError when none."""
     if ckpt_path is None or str(ckpt_path) == "":
         raise ValueError("--ckpt_path: missing; expected the checkpoint to export, e.g. "
@@ -48,7 +48,7 @@ def resolve_ckpt_path(ckpt_path):
         if ckpt_path is None:
             raise ValueError(f"--ckpt_path last: no run under ./{LOGS_ROOT} has a last.ckpt; expected a checkpoint "
                              "file, or run python -m train fit first")
-        print(f"--ckpt_path last: using the newest run's {os.path.relpath(ckpt_path)}", file=sys.stderr)
+        print(f"--ckpt_path last: {verb} the newest run's {os.path.relpath(ckpt_path)}", file=sys.stderr)
     return ckpt_path
 
 

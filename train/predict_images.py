@@ -41,7 +41,7 @@ def load_net(ckpt_path):
             return TwoLayerNet.from_npz(ckpt_path), ckpt_path
         except (ValueError, OSError) as err:
             raise ValueError(f"--ckpt_path: {err}") from None
-    ckpt_path = resolve_ckpt_path(ckpt_path)
+    ckpt_path = resolve_ckpt_path(ckpt_path, verb="predicting with")
     ckpt = read_checkpoint(ckpt_path)
     net = TwoLayerNet.from_numpy(checkpoint_params(ckpt, ckpt_path))
     net.preprocessing = preprocessing_of(checkpoint_preprocessing(ckpt, ckpt_path))
