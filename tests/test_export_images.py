@@ -255,3 +255,25 @@ def test_a_checkpoint_without_saved_preprocessing_gets_it_rebuilt_from_its_data_
                            "--out", str(out)]) == 0
         with open(out) as f:
             assert [row["file"] for row in csv.DictReader(f)] == ["0.png", "1.png", "2.png"]
+
+
+@pytest.mark.slow
+def test_bench_memory_reports_the_peak_of_a_load(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    write_jpeg_tree(tmp_path / "tree", per_class=4)
+    config = tmp_path / "tiny.yaml"
+    config.write_text("data:\n  init_args:\n    image_size: 8\n    num_val: 3\n    whiten_components: 10\n"
+                      "    flip: true\n    shift: 1\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "benchmarks/bench_memory.py", "--root", str(tmp_path / "tree"),
+                           "--config", str(config), "--load-only", "--json", str(tmp_path / "m.json")],
+                          cwd=root, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads((tmp_path / "m.json").read_text())
+    assert row["what"] == "load" and 0.05 < row["peak_rss_gib"] < 4 and row["wall_s"] > 0
+    bad = subprocess.run([sys.executable, "benchmarks/bench_memory.py", "--root", str(tmp_path)], cwd=root,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "no train/ folder" in bad.stderr
