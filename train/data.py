@@ -42,10 +42,7 @@ class ArraySplits:
 
     train_views V >= 1: X_train (V * N, D) and y_train (V * N,) stack V views of the N training examples (e.g. an
     image and its mirror), row v * N + i being view v of example i; the sampler draws one view per drawn example.
-
-    preprocessing: how raw pixels became these features, for an exported net to take pictures (see
-    reference_numpy/images.py: image_shape, channels, pixel_max, mean_image, whitening, class_names, val_files), or
-    None when the features are not images.
+    preprocessing: how raw pixels became the features (reference_numpy/images.py), or None when they are not images.
     """
 
     X_train: torch.Tensor
@@ -237,8 +234,7 @@ class ArrayDataModule(L.LightningDataModule):
         return self.splits.image_shape
 
     def state_dict(self):
-        """{"preprocessing": ArraySplits.preprocessing} once loaded, so that every checkpoint can be exported with
-        it and predict on pictures without the data; {} otherwise (Lightning then stores nothing)."""
+        """{"preprocessing": ...} once loaded: every checkpoint keeps it for export and predict; else {}."""
         pre = self._splits.preprocessing if self._splits is not None else None
         return {"preprocessing": pre} if pre is not None else {}
 

@@ -16,6 +16,15 @@ ImageFolderDataModule can add, all fitted on the train split only: PCA whitening
 (``whiten_components``), and augmented views of every training image (``flip``: its mirror; ``shift``: the image
 moved by that many pixels up, down, left and right), which the batch sampler picks per example by (seed, epoch,
 batch) (ArraySplits.train_views).
+
+Memory: the images stay uint8 until CHUNK_ROWS of them are converted, centred, whitened and written into the
+preallocated splits; the raw pixels are freed once the splits are built. The CIFAR-10 config peaks at about
+1.8 GiB (benchmarks/bench_memory.py), the whitened train views being 502 MB of it.
+
+Both modules record ArraySplits.preprocessing (image_preprocessing): what ``python -m train export`` stores so
+that reference_numpy/images.py turns a picture into the net's input as training did. Image files are decoded and
+resized by that module's own functions (PIL), or for JPEGs by torchvision's batched decode, which gives the same
+pixels.
 """
 import hashlib
 import os
@@ -238,6 +247,9 @@ class ImageFolderDataModule(ArrayDataModule):
     on the train split (the original images only); image_shape is then None. flip, shift: the train split holds
     train_views = (2 if flip else 1) * (5 if shift else 1) views of each image (augmented_views), each whitened
     like the rest; the sampler draws one view per drawn example, keyed by (seed, epoch, batch).
+
+    preprocessing: image_preprocessing of the train mean image, P, the classes and the val files (relative to
+    root/train, in val order), so an exported net can be checked on fit's own validation images.
     """
 
     def __init__(self, root: str, image_size: int = 32, num_val: int = 1000, num_test: int | None = None,
