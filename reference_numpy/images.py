@@ -63,7 +63,7 @@ def resize_pixels(pixels, height, width):
 
 
 def as_pixels(image, preprocessing):
-    """One image (a file path, or an (H, W) / (H, W, 3) array) -> (C, H, W) float64 in the net's pixel units
+    """One image (a file path, or an (H, W) / (H, W, 3) / (H, W, 4) array) -> (C, H, W) float64 in pixel units
     (steps 1-3 of the module docstring)."""
     C, H, W = preprocessing["image_shape"]
     channels = preprocessing["channels"]
@@ -73,6 +73,8 @@ def as_pixels(image, preprocessing):
         pixels = np.asarray(image)
         if pixels.ndim == 2:
             pixels = pixels[:, :, None]  # (h, w, 1)
+        elif pixels.ndim == 3 and pixels.shape[2] == 4:
+            pixels = pixels[:, :, :3]  # RGBA: the alpha channel is dropped, as PIL's convert("RGB") does
         if pixels.ndim != 3 or pixels.shape[2] not in (1, 3) or not np.issubdtype(pixels.dtype, np.number) \
                 or np.issubdtype(pixels.dtype, np.complexfloating):
             raise ValueError(f"image: got an array of shape {pixels.shape} and dtype {pixels.dtype}; expected "
@@ -98,13 +100,13 @@ def _with_channels(pixels, channels):
 
 def image_list(images):
     """A file path, an array (H, W) / (H, W, 3) (one image), (N, H, W, 3) / (N, H, W) (a batch: a 3-D array whose
-    last axis is not 3), or a list of these -> a list of single images."""
+    last axis is not 3 or 4), or a list of these -> a list of single images."""
     if isinstance(images, (str, Path)):
         return [images]
     if isinstance(images, (list, tuple)):
         return [one for item in images for one in image_list(item)]
     array = np.asarray(images)
-    if array.ndim == 4 or (array.ndim == 3 and array.shape[2] != 3):
+    if array.ndim == 4 or (array.ndim == 3 and array.shape[2] not in (3, 4)):
         return list(array)
     return [array]
 

@@ -197,6 +197,9 @@ def test_every_image_form_gives_the_same_features_in_numpy_and_torch(tmp_path):
                                    rtol=1e-6, atol=1e-6)
     one = np_images.images_to_features(batch[0], net.preprocessing)
     np.testing.assert_allclose(one, X[:1], rtol=1e-6, atol=1e-5)  # one (H, W, 3) image (a float32 GEMM of 1 row)
+    rgba = np.concatenate([batch[0], np.full((4, 4, 1), 7, np.uint8)], axis=2)  # (4, 4, 4): alpha dropped
+    for form in (rgba, Image.fromarray(rgba, "RGBA"), Image.fromarray(batch[0])):
+        np.testing.assert_allclose(np_images.images_to_features(form, net.preprocessing), one, rtol=0, atol=0)
     pixels = batch.astype(np.float64).transpose(0, 3, 1, 2).reshape(3, -1)  # (3, 48) CHW
     expected = (pixels.astype(np.float32) - net.preprocessing["mean_image"]) @ net.preprocessing["whitening"]
     np.testing.assert_allclose(X, expected, rtol=1e-6, atol=1e-6)

@@ -22,13 +22,13 @@ from torch_impl.neural_net import TwoLayerNet
 
 def image_list(images):
     """A file path, an image (H, W) / (H, W, 3), a batch (N, H, W, 3) / (N, H, W) (a 3-D batch's last axis is not
-    3), or a list of these -> a list of single images (tensors become NumPy arrays, as PIL reads them)."""
+    3 or 4), or a list of these -> a list of single images (tensors become NumPy arrays, as PIL reads them)."""
     if isinstance(images, (str, Path)):
         return [images]
     if isinstance(images, (list, tuple)):
         return [one for item in images for one in image_list(item)]
     array = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
-    if array.ndim == 4 or (array.ndim == 3 and array.shape[2] != 3):
+    if array.ndim == 4 or (array.ndim == 3 and array.shape[2] not in (3, 4)):
         return list(array)
     return [array]
 
