@@ -200,7 +200,7 @@ class TwoLayerNet:
         'whitening': (D, k) (when whitened), 'class_names': [str], 'val_files': [str] (an ImageFolder run's
         validation images)}, each key only when the file has it; {} for a file of weights only."""
         with np.load(path, allow_pickle=False) as data:
-            return preprocessing_of({name: data[name] for name in data.files})
+            return preprocessing_of({name: data[name] for name in PREPROCESSING_KEYS if name in data.files})
 
     @staticmethod
     def read_params(path):
