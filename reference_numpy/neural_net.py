@@ -30,6 +30,18 @@ from reference_numpy.validation import (
 )
 
 PARAM_NAMES = ("W1", "b1", "W2", "b2")  # the order of every two-layer signature, grads dict and .npz
+# what python -m train export may store beside the weights (TwoLayerNet.read_preprocessing)
+PREPROCESSING_KEYS = ("image_shape", "channels", "pixel_max", "mean_image", "whitening", "class_names", "val_files")
+
+
+def preprocessing_of(arrays):
+    """The PREPROCESSING_KEYS of ``arrays`` (an .npz's arrays, or anything array-like) as TwoLayerNet.read_preprocessing
+    returns them: image_shape a tuple of ints, channels a str, pixel_max a float, class_names and val_files lists of
+    str, mean_image and whitening arrays in their stored dtype."""
+    convert = {"image_shape": lambda a: tuple(int(n) for n in np.asarray(a)), "channels": lambda a: str(np.asarray(a)),
+               "pixel_max": float, "class_names": lambda a: [str(c) for c in a],
+               "val_files": lambda a: [str(f) for f in a]}
+    return {name: convert.get(name, np.asarray)(arrays[name]) for name in PREPROCESSING_KEYS if name in arrays}
 
 
 def two_layer_loss(X, y, W1, b1, W2, b2, reg):
@@ -173,10 +185,23 @@ class TwoLayerNet:
 
     @classmethod
     def from_npz(cls, path):
-        """A net with the parameters in the .npz ``path``, sizes from the file; draws nothing from NumPy's RNG."""
+        """A net with the parameters in the .npz ``path``, sizes from the file; draws nothing from NumPy's RNG.
+
+        ``net.preprocessing`` is the file's preprocessing (read_preprocessing; {} for a file of weights only), which
+        reference_numpy/images.py's predict_images applies to raw pixels."""
         net = cls.__new__(cls)  # skips __init__, whose random init would advance np.random's global state
         net.params = cls.read_params(path)
+        net.preprocessing = cls.read_preprocessing(path)
         return net
+
+    @staticmethod
+    def read_preprocessing(path):
+        """How raw pixels became the net's input, as ``python -m train export`` stored it beside the weights:
+        {'image_shape': (C, H, W), 'channels': 'RGB' or 'L', 'pixel_max': float, 'mean_image': (D,),
+        'whitening': (D, k) (when whitened), 'class_names': [str], 'val_files': [str] (an ImageFolder run's
+        validation images)}, each key only when the file has it; {} for a file of weights only."""
+        with np.load(path, allow_pickle=False) as data:
+            return preprocessing_of({name: data[name] for name in PREPROCESSING_KEYS if name in data.files})
 
     @staticmethod
     def read_params(path):
@@ -192,10 +217,10 @@ class TwoLayerNet:
         if not isinstance(data, np.lib.npyio.NpzFile):
             raise ValueError(f"{where}: holds a single array; {expected}")
         with data:
-            params = {name: data[name] for name in data.files}
+            params = {name: data[name] for name in data.files if name in ("W1", "b1", "W2", "b2")}
+            if len(params) != 4:
+                raise ValueError(f"{where}: holds {sorted(data.files)}; {expected}")
         shapes = {name: p.shape for name, p in params.items()}
-        if sorted(params) != ["W1", "W2", "b1", "b2"]:
-            raise ValueError(f"{where}: holds {sorted(params)}; {expected}")
         W1, W2 = shapes["W1"], shapes["W2"]
         if len(W1) != 2 or len(W2) != 2 or shapes["b1"] != W1[1:] or W2[0] != W1[1] or shapes["b2"] != W2[1:]:
             raise ValueError(f"{where}: has shapes {shapes}; {expected}")

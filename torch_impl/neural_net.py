@@ -176,11 +176,14 @@ class TwoLayerNet(nn.Module):
     def from_npz(cls, path, dtype=None, device=None):
         """A net with the parameters stored in the .npz file ``path`` (NumPy's save_params, train export).
 
-        dtype: None keeps the file's float64.
+        dtype: None keeps the file's float64. ``net.preprocessing`` is the file's preprocessing (NumPy's
+        read_preprocessing; {} for a file of weights only), which torch_impl/images.py's predict_images applies.
         """
         from reference_numpy.neural_net import TwoLayerNet as NumpyTwoLayerNet  # the one reader of the format
 
-        return cls.from_numpy(NumpyTwoLayerNet.read_params(path), dtype=dtype, device=device)
+        net = cls.from_numpy(NumpyTwoLayerNet.read_params(path), dtype=dtype, device=device)
+        net.preprocessing = NumpyTwoLayerNet.read_preprocessing(path)
+        return net
 
     def save_npz(self, path):
         """Write the parameters as float64 to the .npz file ``path``; NumPy's ``load_params`` reads it."""

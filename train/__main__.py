@@ -18,6 +18,8 @@ Other subcommands (dispatched before LightningCLI):
                       (python -m train verify --help)
   export              write a checkpoint's parameters as .npz in the NumPy reference's params layout
                       (python -m train export --help)
+  predict --images D  the class of every picture file in folder D, into predictions.csv
+                      (python -m train predict --images D --help)
   sweep               search lr, reg, hidden size, momentum, decay, epochs on Optuna, many nets per step
                       (python -m train sweep --help; the bare command sweeps the digits)
 """
@@ -33,6 +35,10 @@ def main(argv=None):
         from train.export_cmd import main as export_main
 
         return export_main(argv[1:])
+    if argv[:1] == ["predict"] and any(a.split("=")[0] == "--images" for a in argv):  # pictures, no Trainer
+        from train.predict_images import main as predict_images_main
+
+        return predict_images_main(argv[1:])
     if argv and argv[0] == "sweep":
         from train.sweep import main as sweep_main
 

@@ -31,7 +31,7 @@ def fsync_folder(folder):
             os.close(fd)
 
 
-def _process_alive(pid):
+def process_alive(pid):
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -49,7 +49,7 @@ def remove_stale_temporaries(path):
         if not (entry.startswith(prefix) and entry.endswith(".tmp")):
             continue
         pid = entry[len(prefix):].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(folder, entry))
 

@@ -47,6 +47,7 @@ class ArraySplits:
 
     train_views V >= 1: X_train (V * N, D) and y_train (V * N,) stack V views of the N training examples (e.g. an
     image and its mirror), row v * N + i being view v of example i; the sampler draws one view per drawn example.
+    preprocessing: how raw pixels became the features (reference_numpy/images.py), or None when they are not images.
     """
 
     X_train: torch.Tensor
@@ -58,6 +59,7 @@ class ArraySplits:
     image_shape: tuple | None = None
     class_names: list | None = None
     train_views: int = 1
+    preprocessing: dict | None = None
 
 
 def batch_indices(seed, epoch, batch_idx, num_train, batch_size, views=1):
@@ -239,6 +241,11 @@ class ArrayDataModule(L.LightningDataModule):
         """(C, H, W) of one example before flattening, or None (read by the weight plot)."""
         return self.splits.image_shape
 
+    def state_dict(self):
+        """{"preprocessing": ...} once loaded: every checkpoint keeps it for export and predict; else {}."""
+        pre = self._splits.preprocessing if self._splits is not None else None
+        return {"preprocessing": pre} if pre is not None else {}
+
     def setup(self, stage=None):
         """Move every split to the trainer's device once, in the dtype of a "true" precision (e.g. 64-true), else
         float32: a 64-true run sees the float64 preprocessing, never features rounded to float32."""
@@ -251,7 +258,7 @@ class ArrayDataModule(L.LightningDataModule):
         move_y = lambda t: None if t is None else t.to(device=device, dtype=torch.int64)
         self._device_splits = ArraySplits(move_X(s.X_train), move_y(s.y_train), move_X(s.X_val), move_y(s.y_val),
                                           move_X(s.X_test), move_y(s.y_test), s.image_shape, s.class_names,
-                                          s.train_views)
+                                          s.train_views, s.preprocessing)
 
     def _on_device(self):
         if self._device_splits is None:
@@ -351,8 +358,11 @@ class DigitsDataModule(ArrayDataModule):
         n_tr = X.shape[0] - self.num_val - self.num_test
         tr, va, te = order[:n_tr], order[n_tr:n_tr + self.num_val], order[n_tr + self.num_val:]
         X_tr, X_va, X_te = subtract_train_mean(X[tr], X[va], X[te] if self.num_test else None)
+        names = [str(d) for d in range(10)]
+        pre = {"image_shape": [1, 8, 8], "channels": "L", "pixel_max": 16.0, "mean_image": X[tr].mean(dim=0),
+               "class_names": names}  # load_digits().images (0..16) -> features, as subtract_train_mean
         return ArraySplits(X_tr, y[tr], X_va, y[va], X_te, y[te] if self.num_test else None,
-                           image_shape=(1, 8, 8), class_names=[str(d) for d in range(10)])
+                           image_shape=(1, 8, 8), class_names=names, preprocessing=pre)
 
 
 def make_spiral(num_per_class, num_classes, rng, noise=0.2):

@@ -16,6 +16,15 @@ ImageFolderDataModule can add, all fitted on the train split only: PCA whitening
 (``whiten_components``), and augmented views of every training image (``flip``: its mirror; ``shift``: the image
 moved by that many pixels up, down, left and right), which the batch sampler picks per example by (seed, epoch,
 batch) (ArraySplits.train_views).
+
+Memory: the images stay uint8 until CHUNK_ROWS of them are converted, centred, whitened and written into the
+preallocated splits; the raw pixels are freed once the splits are built. The CIFAR-10 config peaks at about
+1.8 GiB (benchmarks/bench_memory.py), the whitened train views being 502 MB of it.
+
+Both modules record ArraySplits.preprocessing (image_preprocessing): what ``python -m train export`` stores so
+that reference_numpy/images.py turns a picture into the net's input as training did. Image files are decoded and
+resized by that module's own functions (PIL), or for JPEGs by torchvision's batched decode, which gives the same
+pixels.
 """
 import hashlib
 import os
@@ -26,40 +35,78 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torchvision import datasets
-from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file
-from torchvision.transforms.v2 import functional as TF
+from torchvision.io import ImageReadMode, decode_jpeg, read_file
 
+from reference_numpy.images import decode_image_file, resize_pixels
 from train.data import ArrayDataModule, ArraySplits
 
-CACHE_FORMAT = 1  # bump when the cached layout changes; part of the cache key
+CACHE_FORMAT = 2  # bump when the cached layout or the decoding changes; part of the cache key
+CHUNK_ROWS = 4096  # images converted to float32 at a time (48 MiB of 32x32 RGB images)
 SPLIT_SEED = 0  # fixed seed of the one shuffle that carves val (and a test subset) from class-sorted folders
 
 
-def _mean_subtracted(X_train, *others):
-    """X_*: (N_*, D) uint8. Returns float32 copies minus the train mean image.
-
-    The mean is exact: float32 sums of 65,536 uint8 rows stay below 2**24, and the chunks add up in float64.
-    """
-    X_train = X_train.float()  # (N, D)
-    total = sum(X_train[i:i + 65536].sum(0).double() for i in range(0, X_train.shape[0], 65536))  # (D,)
-    mean = (total / X_train.shape[0]).float()  # (D,)  mean image of the train split
-    return [None if X is None else X.float().sub_(mean) for X in (X_train, *others)]  # (N_*, D) each
+def mean_image(X, rows):
+    """(D,) float32: the mean image of X[rows] (X (N, D) uint8, rows (M,)). Exact, in any row order: float32 sums
+    of CHUNK_ROWS uint8 rows stay below 2**24, and the chunks add up in float64; no float copy of the split."""
+    total = torch.zeros(X.shape[1], dtype=torch.float64)  # (D,)
+    for i in range(0, len(rows), CHUNK_ROWS):
+        total += X[rows[i:i + CHUNK_ROWS]].float().sum(0).double()
+    return (total / len(rows)).float()  # (D,)
 
 
 def pca_whitening(X_train, components, epsilon):
-    """The PCA-whitening matrix P (D, k) fitted on X_train (N, D) float32, pixels minus the train mean image.
+    """The PCA-whitening matrix P (D, k) fitted on X_train (N, D) float, pixels minus the train mean image.
 
     features = X @ P = (X / 255) @ U_k diag(1 / sqrt(lambda_k + epsilon)), where lambda_k, U_k are the k = components
     largest eigenpairs of cov = (X / 255)^T (X / 255) / N. epsilon (in (pixel / 255)^2 units) damps the directions
     of low variance. Each eigenvector's sign is fixed (largest-magnitude entry positive), so P is unique.
     """
-    cov = (X_train.T @ X_train).div_(255.0 ** 2 * X_train.shape[0])  # (D, D) cov of X / 255
+    return whitening_of_gram(X_train.T @ X_train, X_train.shape[0], components, epsilon)
+
+
+def whitening_of_gram(gram, num_rows, components, epsilon):
+    """pca_whitening from gram = X^T X (D, D) of the num_rows mean-subtracted rows X; computed in gram's dtype."""
+    cov = gram / (255.0 ** 2 * num_rows)  # (D, D) cov of X / 255
     evals, U = torch.linalg.eigh(cov)  # ascending
     evals, U = evals.flip(0)[:components], U.flip(1)[:, :components]  # (k,), (D, k) the k largest
     U = U * U.gather(0, U.abs().argmax(0, keepdim=True)).sign()  # (D, k) sign-fixed columns
     return U / (evals.clamp_min(0) + epsilon).sqrt() / 255.0  # (D, k) = U_k diag((lambda + eps)^-1/2) / 255
+
+
+def centred_chunks(X, rows, mean):
+    """(start, (b, D) float32) for the rows ``rows`` (M,) of X (N, D) uint8, minus ``mean``, CHUNK_ROWS at a time."""
+    for i in range(0, len(rows), CHUNK_ROWS):
+        yield i, X[rows[i:i + CHUNK_ROWS]].float().sub_(mean)
+
+
+def chunked_whitening(X, rows, mean, components, epsilon):
+    """pca_whitening of X[rows] - mean (X (N, D) uint8) without a float copy of the split: the Gram matrix X^T X is
+    summed over float32 chunks in float64, then rounded to float32 for the eigendecomposition."""
+    gram = torch.zeros(X.shape[1], X.shape[1], dtype=torch.float64)  # (D, D)
+    for _, chunk in centred_chunks(X, rows, mean):
+        gram += (chunk.T @ chunk).double()
+    return whitening_of_gram(gram.float(), len(rows), components, epsilon)  # (D, k) float32
+
+
+def features(X, rows, mean, P=None):
+    """(M, D or k) float32: X[rows] - mean (X (N, D) uint8, rows (M,)), times P (D, k) when given, in chunks."""
+    out = torch.empty(len(rows), X.shape[1] if P is None else P.shape[1])
+    for i, chunk in centred_chunks(X, rows, mean):
+        out[i:i + len(chunk)] = chunk if P is None else chunk @ P
+    return out
+
+
+def train_features(X, rows, mean, P, image_shape, flip, shift):
+    """((V * M, D or k) float32, V): the augmented_views of the train images X[rows] - mean, view-major (row
+    v * M + i is view v of image i), each times P when given; one chunk of images in float at a time."""
+    V = (2 if flip else 1) * (5 if shift else 1)
+    M = len(rows)
+    out = torch.empty(V * M, X.shape[1] if P is None else P.shape[1])  # (V * M, D or k)
+    for i, chunk in centred_chunks(X, rows, mean):
+        for v, view in enumerate(augmented_views(chunk, image_shape, flip, shift)):
+            out[v * M + i:v * M + i + len(chunk)] = view if P is None else view @ P
+    return out, V
 
 
 def shifted(images, dy, dx):
@@ -132,34 +179,46 @@ class CIFAR10DataModule(ArrayDataModule):
         Xt = torch.from_numpy(test.data[: self.num_test]).permute(0, 3, 1, 2).reshape(-1, 3072)  # (num_test, D)
         yt = torch.tensor(test.targets[: self.num_test], dtype=torch.int64)  # (num_test,)
         n, v = self.num_train_rows, self.num_val
-        X_train, X_val, X_test = _mean_subtracted(X[:n], X[n:n + v], Xt)
+        mean = mean_image(X, torch.arange(n))  # (3072,)
+        X_train, X_val = features(X, torch.arange(n), mean), features(X, torch.arange(n, n + v), mean)
+        X_test = features(Xt, torch.arange(len(Xt)), mean)
         return ArraySplits(X_train, y[:n].clone(), X_val, y[n:n + v].clone(), X_test, yt,
-                           image_shape=(3, 32, 32), class_names=list(train.classes))
+                           image_shape=(3, 32, 32), class_names=list(train.classes),
+                           preprocessing=image_preprocessing((3, 32, 32), mean, None, list(train.classes)))
+
+
+def image_preprocessing(image_shape, mean, whitening, class_names, val_files=None):
+    """What ``python -m train export`` stores beside the weights (reference_numpy/images.py applies it to pixels):
+    RGB pixels 0..255 of image_shape (C, H, W), flattened CHW, minus mean (D,), times whitening (D, k) if any."""
+    pre = {"image_shape": list(image_shape), "channels": "RGB", "pixel_max": 255.0, "mean_image": mean.clone(),
+           "class_names": list(class_names)}
+    if whitening is not None:
+        pre["whitening"] = whitening.clone()
+    if val_files is not None:
+        pre["val_files"] = list(val_files)
+    return pre
 
 
 def _decode_rgb(path, image_size):
-    """One image file -> (3, image_size, image_size) uint8, RGB, resized (squashed, antialiased) if needed."""
-    try:
-        img = decode_image(read_file(path), mode=ImageReadMode.RGB)  # (3, H, W) JPEG/PNG/GIF/WebP
-    except Exception:  # formats torchvision.io does not decode (BMP, TIFF, PPM) or a broken file
-        try:
-            with Image.open(path) as im:
-                img = torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)  # (3, H, W)
-        except Exception as err:
-            raise ValueError(f"cannot decode image file {path!r}: {err}") from None
-    return _resized(img, image_size)
+    """One image file -> (3, image_size, image_size) uint8, RGB, by PIL: the decoder and resize that
+    reference_numpy/images.py applies to a picture given to an exported net."""
+    pixels = resize_pixels(decode_image_file(path, "RGB"), image_size, image_size)  # (S, S, 3)
+    return torch.from_numpy(pixels.copy()).permute(2, 0, 1)  # (3, S, S); a copy: PIL's arrays are read-only
 
 
 def _resized(img, image_size):
+    """(3, H, W) uint8 -> (3, S, S), by PIL's bilinear filter as _decode_rgb."""
     if tuple(img.shape[1:]) != (image_size, image_size):
-        img = TF.resize(img, [image_size, image_size], antialias=True)  # (3, S, S)
+        pixels = resize_pixels(img.permute(1, 2, 0).numpy(), image_size, image_size)  # (S, S, 3)
+        img = torch.from_numpy(pixels.copy()).permute(2, 0, 1)
     return img
 
 
 def _decode_chunk(paths, image_size):
     """Image files -> list of (3, image_size, image_size) uint8. JPEGs go through one batched decode_jpeg call
-    (about 2x faster than one call per file on CIFAR's tiny files); anything else, or a chunk holding a broken
-    JPEG, is decoded file by file, which names the file that fails."""
+    (about 2x faster than one call per file on CIFAR's tiny files; the same pixels as PIL's libjpeg-turbo decode,
+    which tests/test_export_images.py checks); anything else, or a chunk holding a broken JPEG, is decoded file by
+    file by PIL, which names the file that fails."""
     if all(p.lower().endswith((".jpg", ".jpeg")) for p in paths):
         try:
             imgs = decode_jpeg([read_file(p) for p in paths], mode=ImageReadMode.RGB)  # list of (3, H, W)
@@ -188,6 +247,9 @@ class ImageFolderDataModule(ArrayDataModule):
     on the train split (the original images only); image_shape is then None. flip, shift: the train split holds
     train_views = (2 if flip else 1) * (5 if shift else 1) views of each image (augmented_views), each whitened
     like the rest; the sampler draws one view per drawn example, keyed by (seed, epoch, batch).
+
+    preprocessing: image_preprocessing of the train mean image, P, the classes and the val files (relative to
+    root/train, in val order), so an exported net can be checked on fit's own validation images.
     """
 
     def __init__(self, root: str, image_size: int = 32, num_val: int = 1000, num_test: int | None = None,
@@ -234,13 +296,15 @@ class ImageFolderDataModule(ArrayDataModule):
         raise ValueError(f"cache_dir: cannot create a writable cache folder; tried {candidates}")
 
     def _decoded(self, split):
-        """(X (N, 3, S, S) uint8, y (N,) int64, classes) for root/<split>, from the cache or decoded once."""
+        """(X (N, 3, S, S) uint8, y (N,) int64, classes, files relative to root/<split>) for root/<split>, from the
+        cache or decoded once."""
         folder = os.path.join(self.root, split)
         try:
             found = datasets.ImageFolder(folder, allow_empty=False)
         except (FileNotFoundError, OSError) as err:
             raise ValueError(f"root={self.root!r}: {split}/ is not an ImageFolder tree ({err})") from None
         files = [path for path, _ in found.samples]
+        names = [path[len(folder) + 1:] for path in files]  # relative to root/<split>
         key = hashlib.sha256(f"{CACHE_FORMAT} {self.image_size}\n".encode())
         for path in files:
             st = os.stat(path)
@@ -249,7 +313,7 @@ class ImageFolderDataModule(ArrayDataModule):
         if os.path.exists(cache):
             try:
                 blob = torch.load(cache, weights_only=True)
-                return blob["X"], blob["y"], blob["classes"]
+                return blob["X"], blob["y"], blob["classes"], names
             except Exception:  # a damaged cache is decoded again and overwritten
                 pass
         X = torch.empty(len(files), 3, self.image_size, self.image_size, dtype=torch.uint8)  # (N, 3, S, S)
@@ -270,34 +334,37 @@ class ImageFolderDataModule(ArrayDataModule):
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
-        return X, y, list(found.classes)
+        return X, y, list(found.classes), names
 
     def load(self) -> ArraySplits:
-        X, y, classes = self._decoded("train")
+        X, y, classes, names = self._decoded("train")
         if self.num_val >= len(y):
             raise ValueError(f"num_val must be smaller than the {len(y)} training images; got {self.num_val}")
+        X = X.reshape(len(y), -1)  # (N, D) uint8, CHW-flattened; rows are read in chunks, never copied whole
         order = torch.from_numpy(np.random.default_rng(SPLIT_SEED).permutation(len(y)))  # (N,) fixed shuffle
-        X, y = X.reshape(len(y), -1)[order], y[order]  # (N, D) CHW-flattened, shuffled once
         n = len(y) - self.num_val
+        train_rows, val_rows = order[:n], order[n:]
+        image_shape = (3, self.image_size, self.image_size)
+        mean = mean_image(X, train_rows)  # (D,) the train mean image
+        P = None
+        if self.whiten_components is not None:  # (D, k), fitted on the train split only
+            P = chunked_whitening(X, train_rows, mean, self.whiten_components, self.whiten_epsilon)
+        X_val = features(X, val_rows, mean, P)  # (N_val, D or k)
+        X_train, views = train_features(X, train_rows, mean, P, image_shape, self.flip, self.shift)
+        y_train, y_val = y[train_rows].repeat(views), y[val_rows]
+        del X  # the raw pixels are freed before the test split is decoded
         X_test = y_test = None
         if os.path.isdir(os.path.join(self.root, "test")):
-            Xt, y_test, test_classes = self._decoded("test")
+            Xt, y_test, test_classes, _ = self._decoded("test")
             if test_classes != classes:
                 raise ValueError(f"root={self.root!r}: test/ classes {test_classes} differ from train/ {classes}")
             keep = torch.from_numpy(np.random.default_rng(SPLIT_SEED).permutation(len(y_test)))
             keep = keep[: self.num_test] if self.num_test is not None else keep  # (N_test,)
-            X_test, y_test = Xt.reshape(len(Xt), -1)[keep], y_test[keep]
-        X_train, X_val, X_test = _mean_subtracted(X[:n], X[n:], X_test)
-        image_shape = (3, self.image_size, self.image_size)
-        P = None
-        if self.whiten_components is not None:
-            P = pca_whitening(X_train, self.whiten_components, self.whiten_epsilon)  # (D, k), train split only
-            X_val, X_test = X_val @ P, None if X_test is None else X_test @ P  # (N_val, k), (N_test, k)
-        views = [V if P is None else V @ P for V in augmented_views(X_train, image_shape, self.flip, self.shift)]
-        X_train = views[0] if len(views) == 1 else torch.cat(views)  # (V * n, D or k)
-        return ArraySplits(X_train, y[:n].repeat(len(views)), X_val, y[n:], X_test, y_test,
-                           image_shape=image_shape if P is None else None, class_names=classes,
-                           train_views=len(views))
+            X_test, y_test = features(Xt.reshape(len(Xt), -1), keep, mean, P), y_test[keep]
+        pre = image_preprocessing(image_shape, mean, P, classes, [names[i] for i in val_rows.tolist()])
+        return ArraySplits(X_train, y_train, X_val, y_val, X_test, y_test,
+                           image_shape=image_shape if P is None else None, class_names=classes, train_views=views,
+                           preprocessing=pre)
 
     @classmethod
     def missing_split(cls, init_args, name):

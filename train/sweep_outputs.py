@@ -14,17 +14,17 @@ from pathlib import Path
 
 import yaml
 
+from train import atomic
 from train.atomic import atomic_write
-from train.sweep_study import process_alive
 from train.sweep_train import SEARCHED
+
+OUTPUTS = ("trials.csv", "best.yaml", "sweep.png")
 
 
 def remove_stale_temporaries(study_dir):
-    """Remove the temporary files (``.NAME.PID.tmp``) that a killed sweep process left in study_dir."""
-    for tmp in study_dir.glob(".*.*.tmp"):
-        pid = tmp.name.rsplit(".", 2)[-2]
-        if pid.isdigit() and not process_alive(int(pid)):
-            tmp.unlink(missing_ok=True)
+    """Remove the temporary files of the outputs that a killed sweep process left in study_dir."""
+    for name in OUTPUTS:
+        atomic.remove_stale_temporaries(study_dir / name)
 
 
 def write_outputs(study, cfg, study_dir, best):

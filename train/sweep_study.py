@@ -21,6 +21,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from train.atomic import process_alive
 from train.sweep_train import SEARCHED
 
 HEARTBEAT_INTERVAL_S, HEARTBEAT_GRACE_S = 5, 20
@@ -178,17 +179,6 @@ def requeue(study, trial):
         return
     if set(SEARCHED) <= set(trial.params):
         study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-
-
-def process_alive(pid):
-    """Whether a process with this pid runs on this machine."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def make_sampler(cfg):
