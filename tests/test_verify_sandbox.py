@@ -1,0 +1,104 @@
+"""verify's sandbox: no process a target starts outlives the check (a fork that returns, a setsid daemon, a daemon
+thread, a multiprocessing pool; with --target and with --submissions --jobs 2), and a flood of output is counted
+and dropped without breaking the student's print().
+
+The orphan fixtures (tests/fixtures/orphans/) append the pids they start to the file VERIFY_TEST_PIDS names; once
+verify returns, none of them may be alive. Killing a daemon that left the process group needs Linux (the
+supervisor is its subreaper), so those tests are skipped elsewhere.
+Run: python -m pytest tests/test_verify_sandbox.py -q   (marker: verify)
+"""
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from verify.checks import check_file, write_job
+from verify.cli import main
+from verify.sandbox import Limits
+
+pytestmark = [pytest.mark.verify,
+              pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process-tree cleanup needs Linux")]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+ORPHANS = FIXTURES / "orphans"
+LIMITS = Limits(timeout=20.0, max_memory=2**31)  # generous: a loaded CI machine forks slowly
+
+
+def alive(pid):
+    """Whether pid is a live process (a zombie is dead: it only waits to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.fixture
+def pid_file(tmp_path, monkeypatch):
+    path = tmp_path / "pids.txt"
+    monkeypatch.setenv("VERIFY_TEST_PIDS", str(path))
+    return path
+
+
+def started(pid_file):
+    return [int(line) for line in pid_file.read_text().split()] if pid_file.exists() else []
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    return write_job(tmp_path_factory.mktemp("job"))
+
+
+@pytest.mark.parametrize("file,count", [("forks_and_returns.py", 1), ("setsid_daemon.py", 2),
+                                        ("daemon_thread.py", 2), ("pool_left_open.py", 2)])
+def test_no_process_outlives_a_passing_target(job, pid_file, file, count):
+    results = check_file(str(ORPHANS / file), job, limits=LIMITS)
+    pids = started(pid_file)
+    assert len(pids) == count, pids  # the fixture did start them
+    assert [r.status for r in results] == ["PASS"], [r.message for r in results]
+    assert [pid for pid in pids if alive(pid)] == []
+
+
+def test_no_process_outlives_a_target_killed_at_its_time_limit(job, pid_file):
+    results = check_file(str(ORPHANS / "daemon_then_loop.py"), job, limits=Limits(timeout=4.0, max_memory=2**31))
+    assert results[0].status == "FAIL" and "time limit" in results[0].message
+    pids = started(pid_file)
+    assert len(pids) == 2 and [pid for pid in pids if alive(pid)] == []
+
+
+def test_no_process_outlives_a_class_checked_two_at_a_time(tmp_path, pid_file, capsys):
+    for student, file in [("ann", "forks_and_returns.py"), ("ben", "setsid_daemon.py"),
+                          ("cat", "forks_and_returns.py")]:
+        folder = tmp_path / "class" / student / "assignment1" / "cs231n" / "classifiers"
+        folder.mkdir(parents=True)
+        shutil.copy(ORPHANS / file, folder / "softmax.py")
+    argv = ["--submissions", str(tmp_path / "class"), "--jobs", "2", "--timeout", "20", "--max-memory", "2G"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "3 targets: 3 PASS" in out, out
+    pids = started(pid_file)
+    assert len(pids) == 4 and [pid for pid in pids if alive(pid)] == []
+
+
+def test_a_flood_of_output_passes_and_is_counted(job):
+    result, = check_file(str(ORPHANS / "prints_a_flood.py"), job, limits=LIMITS)
+    calls = result.output_lines - 80_000  # 40 blocks of 1,000 lines on stdout and on stderr, then one per call
+    assert result.status == "PASS", result.message
+    assert 5 <= calls <= 100 and "computing the loss" not in result.output_head  # the head is the import's
+    assert len(result.output_head) == 20 and result.output_head[0] == "x" * 500  # a kept line is cut
+    assert any(f"printed {result.output_lines:,} lines" in n and "counted and dropped" in n for n in result.notes)
+
+
+def test_each_target_has_its_own_time(job, tmp_path):
+    path = tmp_path / "softmax.py"
+    path.write_text(
+        (ORPHANS / "forks_and_returns.py").read_text().split("started = []")[0]
+        + "import time\n\nsoftmax_loss_vectorized = loss_and_grad\n\n\n"
+        + "def softmax_loss_naive(W, X, y, reg, slept=[]):\n"
+        + "    slept or slept.append(time.sleep(2.0))  # once\n"
+        + "    return loss_and_grad(W, X, y, reg)\n")
+    results = {r.name: r for r in check_file(str(path), job, limits=LIMITS)}
+    assert {n: r.status for n, r in results.items()} == {"softmax_loss_naive": "PASS", "softmax_loss_vectorized":
+                                                         "PASS"}
+    assert 2.0 <= results["softmax_loss_naive"].seconds < 15
+    assert results["softmax_loss_vectorized"].seconds < results["softmax_loss_naive"].seconds - 1.5

@@ -1,0 +1,176 @@
+"""The process between verify and the child that runs someone's code: ``python -c "...main()" HEAD -- CHILD ARGV``.
+
+It starts the child (verify/_child.py) with stdout and stderr on one pipe, reads that pipe as the child writes
+(keeping the first HEAD lines, counting the rest), and when the child exits, or verify closes this process's stdin
+(the target's time is up, or it has its result), it kills every process the child started and reaps them. Then it
+writes one JSON line to its stdout: {"rc": the child's exit status, "lines": lines printed, "bytes": bytes printed,
+"head": [the first HEAD lines], "left": pids it could not kill}.
+
+On Linux it is a child subreaper (prctl PR_SET_CHILD_SUBREAPER): a process the child started that outlives its
+parent, even one that called setsid() or forked twice to become a daemon, is re-parented here rather than to init,
+so walking this process's descendants finds every one. Elsewhere it kills the child's process group (a grandchild
+that left the group survives). Imports nothing but the standard library.
+"""
+import ctypes
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
+HEAD_BYTES = 64 * 1024  # the head lines are taken from the first bytes printed
+LINE_CHARS = 500  # a kept line is cut to this many characters
+KILL_SECONDS = 10.0  # how long to keep killing (a process in uninterruptible sleep dies when its I/O ends)
+
+
+def _prctl(option, value):
+    """prctl(option, value) through libc; False where it is not Linux or the call fails."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(option, value, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def descendants(root):
+    """Pids of every live descendant of root, from /proc (Linux); [] where /proc is missing."""
+    children = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()  # the name in (...) may hold spaces and ')'
+        except (OSError, IndexError):
+            continue  # it ended while we looked
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        for pid in children.get(todo.pop(), []):
+            found.append(pid)
+            todo.append(pid)
+    return found
+
+
+def _reap():
+    """Reap every exited child; True when no child is left."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return True
+        if pid == 0:
+            return False
+
+
+def kill_tree(child):
+    """SIGKILL the child's process group and every descendant of this process until none is left; the pids that
+    would not die within KILL_SECONDS."""
+    deadline = time.monotonic() + KILL_SECONDS
+    while True:
+        try:
+            os.killpg(child.pid, signal.SIGKILL)  # the child's own session: the quick first sweep
+        except (ProcessLookupError, PermissionError):
+            pass
+        left = descendants(os.getpid())
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if child.returncode is None:
+            child.wait()
+        if _reap() and not left:
+            return []
+        if time.monotonic() > deadline:
+            return left
+        time.sleep(0.01)
+
+
+class Capture:
+    """The child's output: the first head lines are kept, every line is counted, nothing else is stored."""
+
+    def __init__(self, head):
+        self.head, self.start, self.lines, self.bytes, self.last = head, b"", 0, 0, b""
+
+    def add(self, chunk):
+        if len(self.start) < HEAD_BYTES:
+            self.start += chunk[:HEAD_BYTES - len(self.start)]
+        self.lines += chunk.count(b"\n")
+        self.bytes += len(chunk)
+        self.last = chunk[-1:]
+
+    def report(self):
+        lines = self.lines + (self.last not in (b"", b"\n"))  # an unterminated last line counts
+        head = [line[:LINE_CHARS] for line in self.start.decode("utf-8", "replace").splitlines()[:self.head]]
+        return {"lines": lines, "bytes": self.bytes, "head": head}
+
+
+def _drain(fd, capture, seconds):
+    """Read fd until every writer has closed it (or for at most seconds)."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if select.select([fd], [], [], left)[0]:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return
+            capture.add(chunk)
+
+
+def _exit_fd(child):
+    """[a descriptor readable once the child exits] (Linux 5.3+), else [] (then the loop polls)."""
+    try:
+        return [os.pidfd_open(child.pid)]
+    except (AttributeError, OSError):
+        return []
+
+
+def supervise(head, argv, progress_fd):
+    """Run argv as described in the module docstring; the report as a dict."""
+    read_fd, write_fd = os.pipe()
+    fds = (write_fd,) if progress_fd is None else (write_fd, progress_fd)
+    child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=write_fd, stderr=write_fd, pass_fds=fds,
+                             start_new_session=True)
+    os.close(write_fd)
+    if progress_fd is not None:
+        os.close(progress_fd)  # the parent sees the pipe close when the child and what it started are gone
+    capture, control = Capture(head), sys.stdin.fileno()
+    watched, exited = [read_fd, control], _exit_fd(child)
+    try:
+        while child.poll() is None:
+            ready = select.select(watched + exited, [], [], None if exited else 0.05)[0]
+            if read_fd in ready:
+                chunk = os.read(read_fd, 1 << 16)
+                capture.add(chunk) if chunk else watched.remove(read_fd)
+            if control in ready and not os.read(control, 4096):
+                break  # verify closed our stdin: stop now
+    finally:
+        left = kill_tree(child)
+    _drain(read_fd, capture, 0.5 if not left else 0.0)
+    return {"rc": child.returncode, **capture.report(), "left": left}
+
+
+def _stop(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds through supervise's finally: the tree is killed
+
+
+def main(argv=None):
+    """argv: HEAD PROGRESS_FD -- CHILD_ARGV... (PROGRESS_FD "-" for none)."""
+    argv = argv or sys.argv[1:]
+    head, progress, child_argv = int(argv[0]), argv[1], argv[3:]
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, _stop)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # verify itself killed: clean up all the same
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    report = supervise(head, child_argv, None if progress == "-" else int(progress))
+    sys.stdout.write(json.dumps(report) + "\n")
+    sys.stdout.flush()
