@@ -102,3 +102,38 @@ def test_each_target_has_its_own_time(job, tmp_path):
                                                          "PASS"}
     assert 2.0 <= results["softmax_loss_naive"].seconds < 15
     assert results["softmax_loss_vectorized"].seconds < results["softmax_loss_naive"].seconds - 1.5
+
+
+# ---- loading the student's file ----
+
+YEAR_2021 = FIXTURES / "homework_years" / "y2021"
+
+
+def test_namespace_package_loads(job, tmp_path):
+    shutil.copytree(YEAR_2021, tmp_path / "hw")
+    for init in (tmp_path / "hw").rglob("__init__.py"):
+        init.unlink()  # cs231n/ and cs231n/classifiers/ become namespace packages
+    fc_net = tmp_path / "hw" / "assignment1" / "cs231n" / "classifiers" / "fc_net.py"
+    assert "from ..layers import *" in fc_net.read_text()
+    results = check_file(str(fc_net), job, limits=LIMITS)
+    assert [(r.name, r.status) for r in results] == [("TwoLayerNet", "PASS")], [r.message for r in results]
+
+
+def test_module_name_from_the_assignment_folder(tmp_path, monkeypatch, capsys):
+    shutil.copytree(YEAR_2021, tmp_path / "hw")
+    monkeypatch.chdir(tmp_path / "hw" / "assignment1")  # classifiers/__init__.py imports files that are not there
+    assert main(["--target", "cs231n.classifiers.fc_net:TwoLayerNet", "--timeout", "20"]) == 0
+    assert "result: PASS" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content,message", [
+    (bytes(range(256)) * 4, "softmax.py is not Python source text (it holds null bytes"),
+    ("# café\ndef softmax_loss_vectorized(W, X, y, reg):\n    pass\n".encode("latin-1"),
+     "softmax.py is not readable text (byte 0xe9 at line 1 is not utf-8); save it as UTF-8"),
+])
+def test_a_file_that_is_not_source_text_is_one_error_line(tmp_path, content, message, capsys):
+    path = tmp_path / "softmax.py"
+    path.write_bytes(content)
+    assert main(["--target", str(path)]) == 2
+    out = capsys.readouterr().out
+    assert f"ERROR cannot be imported: {message}" in out and "None" not in out and "Traceback" not in out
