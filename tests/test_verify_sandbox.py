@@ -137,3 +137,18 @@ def test_a_file_that_is_not_source_text_is_one_error_line(tmp_path, content, mes
     assert main(["--target", str(path)]) == 2
     out = capsys.readouterr().out
     assert f"ERROR cannot be imported: {message}" in out and "None" not in out and "Traceback" not in out
+
+
+def test_what_a_hanging_or_dying_target_printed_is_shown(job, tmp_path):
+    path = tmp_path / "softmax.py"
+    path.write_text("import os, sys\n\n\n"
+                    "def softmax_loss_naive(W, X, y, reg):\n"
+                    "    print('before the exit'); sys.stderr.write('to stderr\\n')\n"
+                    "    os._exit(1)\n\n\n"
+                    "def softmax_loss_vectorized(W, X, y, reg):\n"
+                    "    print('before the loop')\n"
+                    "    while True:\n"
+                    "        pass\n")
+    results = check_file(str(path), job, limits=Limits(timeout=3.0, max_memory=2**31))
+    assert [r.status for r in results] == ["FAIL", "FAIL"]
+    assert results[0].output_head == ["before the exit", "to stderr", "before the loop"]

@@ -37,7 +37,8 @@ from verify.loading import assignment_root
 
 PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
 SHOWN_OUTPUT_LINES = 20
-CHILD_CODE = (f"import os, sys; sys.path[0] = {PROJECT_ROOT!r}; from verify._child import main; main(); "
+CHILD_CODE = (f"import os, sys; sys.path[0] = {PROJECT_ROOT!r}; from verify._supervisor import flush_first_lines; "
+              "flush_first_lines(); from verify._child import main; main(); "
               "sys.stdout.flush(); sys.stderr.flush(); os._exit(0)")  # skip the student's atexit and threads
 SUPERVISOR_CODE = f"import sys; sys.path[0] = {PROJECT_ROOT!r}; from verify._supervisor import main; main()"
 ONE_THREAD = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
@@ -180,9 +181,10 @@ def _add_output(report, info):
 def _spawn(where, name, kind, job, out_dir, limits, skip, cwd):
     """Start the supervisor and, under it, the child; the read end of the child's progress pipe."""
     read_fd, write_fd = os.pipe()
-    env = {**os.environ, **ONE_THREAD, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
+    env = {**os.environ, **ONE_THREAD, "PYTHONDONTWRITEBYTECODE": "1",
            "MPLBACKEND": "Agg"}  # a student's matplotlib import needs no display
     env.pop("PYTHONPATH", None)
+    env.pop("PYTHONUNBUFFERED", None)  # the child flushes its first lines itself, then writes in blocks
     if where.endswith(".py"):
         where = str(Path(where).resolve())  # the child runs in the student's folder
     child = [sys.executable, "-c", CHILD_CODE, *wire.child_argv(Path(job).resolve(), Path(out_dir).resolve(), where,
