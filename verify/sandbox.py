@@ -41,6 +41,7 @@ CHILD_CODE = (f"import os, sys; sys.path[0] = {PROJECT_ROOT!r}; from verify._sup
               "flush_first_lines(); from verify._child import main; main(); "
               "sys.stdout.flush(); sys.stderr.flush(); os._exit(0)")  # skip the student's atexit and threads
 SUPERVISOR_CODE = f"import sys; sys.path[0] = {PROJECT_ROOT!r}; from verify._supervisor import main; main()"
+EXIT_SECONDS = 5.0  # after its last result, the child's time to flush its output and exit before it is killed
 ONE_THREAD = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
@@ -96,6 +97,7 @@ def run_file(where, job, name=None, kind=None, limits=None, cwd=None):
             out_dir = Path(tmp) / f"run{attempt}"
             out_dir.mkdir()
             current, timed_out, rc = _attempt(report, (where, name, kind, job, out_dir, limits, skip, cwd))
+            skip.update(report.results)  # a fresh child checks only what is left
             if report.load_error is not None:
                 break
             if not report.targets and not report.results:  # died while importing
@@ -122,16 +124,16 @@ def _attempt(report, spawn_args):
     into report; (the target it was running or None, whether it timed out, its exit status)."""
     out_dir, limits = spawn_args[4], spawn_args[5]
     proc, read_fd = _spawn(*spawn_args)
-    current, timed_out, started = None, False, time.perf_counter()
+    current, timed_out, finished, started = None, False, False, time.perf_counter()
     try:
         for event in _events(read_fd, limits.timeout):
             now = time.perf_counter()
             if event["event"] == "timeout":
-                timed_out = True
+                timed_out = not finished
                 break
-            if event["event"] == "finished":
-                break
-            if event["event"] == "load_error":
+            if event["event"] == "finished":  # read on until the child has flushed its output and exited
+                finished = True
+            elif event["event"] == "load_error":
                 report.load_error = (event["status"], event["message"])
             elif event["event"] == "loaded":
                 report.targets = [tuple(t) for t in event["targets"]]
@@ -228,4 +230,6 @@ def _events(read_fd, timeout):
                 continue  # not ours: the student's code wrote to the pipe
             if event["event"] in ("start", "loaded"):
                 deadline = time.monotonic() + timeout  # each target has its own time
+            elif event["event"] == "finished":
+                deadline = time.monotonic() + EXIT_SECONDS
             yield event
