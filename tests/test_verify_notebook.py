@@ -79,6 +79,10 @@ def test_an_imported_function_passes(tmp_path):
     assert "result: PASS" in repr(result) and "FAIL" not in repr(result).replace("0 FAIL", "")
     html = result._repr_html_()
     assert html.count("<tr") == 11 and "FAIL" not in html.replace("0 FAIL", "")
+    whole = check(module, **FAST)  # a module: every known target of its file (the naive one is the template's)
+    assert {r.name: r.status for r in whole.results} == {"softmax_loss_naive": "FAIL",
+                                                         "softmax_loss_vectorized": "PASS"}
+    assert not whole.passed and "looks unimplemented" in whole._repr_html_()
 
 
 def test_a_path_and_its_name():
@@ -120,7 +124,7 @@ def test_a_cell_class_errors_name_the_cells_line_and_are_escaped():
 
 
 @pytest.mark.parametrize("target,options,error,message", [
-    (42, {}, TypeError, "expected a function or a class"),
+    (42, {}, TypeError, "expected a function, a class or a module"),
     (lambda W, X, y, reg: 0, {}, ValueError, "not defined at the top level"),
     ("no_such_file.py", {}, ValueError, "no such file 'no_such_file.py'"),
     (str(NO_DIV_N), {"timeout": -1}, ValueError, "timeout must be a positive number"),

@@ -38,7 +38,8 @@ CELL = "notebook cell"
 def check(target, *, name=None, kind=None, reg_convention="auto", timeout=60.0, max_memory="4G"):
     """Check one function or class (an object, or where to find it) and return a CheckResult.
 
-    target: a function or class (imported from the student's file, or defined in a cell), or a string FILE.py,
+    target: a function or class (imported from the student's file, or defined in a cell), a module imported from
+    the student's file, or a string FILE.py,
     FILE.py:NAME or module:NAME (found from the current folder). name: the target in FILE.py (default: every known
     one). kind: the API, when its name does not say it (see ``verify --help``). reg_convention: "auto", "full"
     (reg*sum(W*W)) or "half" (0.5*reg*sum(W*W)). timeout: seconds each target (and the import) may run.
@@ -92,10 +93,12 @@ def _locate(target, name, tmp):
         if is_path and not Path(where).is_file():
             raise ValueError(f"check: no such file {where!r} (from the folder {os.getcwd()})")
         return where, given or name, os.fspath(target), None
+    if inspect.ismodule(target) and str(getattr(target, "__file__", "")).endswith(".py"):
+        return target.__file__, name, target.__name__, None  # every known target of its file
     obj = target.__func__ if inspect.ismethod(target) else target
     if not (inspect.isfunction(obj) or inspect.isclass(obj)):
-        raise TypeError("check: expected a function or a class, or a string 'FILE.py[:NAME]' or 'module:NAME'; "
-                        f"got {type(target).__name__}")
+        raise TypeError("check: expected a function, a class or a module, or a string 'FILE.py[:NAME]' or "
+                        f"'module:NAME'; got {type(target).__name__}")
     if obj.__name__ == "<lambda>" or "<locals>" in obj.__qualname__:
         raise ValueError(f"check: {obj.__qualname__} is not defined at the top level of a file or a cell; "
                          "define it with def at the top level")
