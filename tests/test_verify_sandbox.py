@@ -8,7 +8,9 @@ supervisor is its subreaper), so those tests are skipped elsewhere.
 Run: python -m pytest tests/test_verify_sandbox.py -q   (marker: verify)
 """
 import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,8 @@ from verify.sandbox import Limits
 
 pytestmark = [pytest.mark.verify,
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process-tree cleanup needs Linux")]
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
 ORPHANS = FIXTURES / "orphans"
 LIMITS = Limits(timeout=20.0, max_memory=2**31)  # generous: a loaded CI machine forks slowly
 
@@ -78,6 +81,23 @@ def test_no_process_outlives_a_class_checked_two_at_a_time(tmp_path, pid_file, c
     assert "3 targets: 3 PASS" in out, out
     pids = started(pid_file)
     assert len(pids) == 4 and [pid for pid in pids if alive(pid)] == []
+
+
+@pytest.mark.slow
+def test_no_process_outlives_verify_itself_killed(pid_file):
+    """verify SIGKILLed mid-check: its supervisor is told by the kernel (PR_SET_PDEATHSIG) and kills the tree."""
+    proc = subprocess.Popen([sys.executable, "-m", "verify", "--target", str(ORPHANS / "daemon_then_loop.py"),
+                             "--timeout", "120"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while len(started(pid_file)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    pids = started(pid_file)
+    assert len(pids) == 2
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [pid for pid in pids if alive(pid)] == []
 
 
 def test_a_flood_of_output_passes_and_is_counted(job):
