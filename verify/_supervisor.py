@@ -154,7 +154,10 @@ def supervise(head, argv, progress_fd):
             ready = select.select(watched + exited, [], [], None if exited else 0.05)[0]
             if read_fd in ready:
                 chunk = os.read(read_fd, 1 << 16)
-                capture.add(chunk) if chunk else watched.remove(read_fd)
+                if chunk:
+                    capture.add(chunk)
+                else:  # the child closed its output (it may still run)
+                    watched.remove(read_fd)
             if control in ready and not os.read(control, 4096):
                 break  # verify closed our stdin: stop now
     finally:
