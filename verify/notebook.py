@@ -206,6 +206,9 @@ def cell_source(obj):
     try:
         lines, first = inspect.getsourcelines(obj)
     except (OSError, TypeError):  # a class in __main__: find it from one of its methods' code
+        if not inspect.isclass(obj):
+            raise ValueError(f"check: the source of {obj.__name__} cannot be found; save it in a .py file and "
+                             "check that file") from None
         lines, first = _class_lines(obj)
     first = max(first, 1)
     text = "".join(lines)
