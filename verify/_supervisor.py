@@ -28,6 +28,7 @@ HEAD_BYTES = 64 * 1024  # the head lines are taken from the first bytes printed
 LINE_CHARS = 500  # a kept line is cut to this many characters
 FLUSHED_LINES = 1000  # the child's first lines of output are flushed one by one, the rest in blocks
 KILL_SECONDS = 10.0  # how long to keep killing (a process in uninterruptible sleep dies when its I/O ends)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # each stops the child early, as a closed stdin does
 
 
 def _prctl(option, value):
@@ -138,8 +139,9 @@ def _exit_fd(child):
         return []
 
 
-def supervise(head, argv, progress_fd):
-    """Run argv as described in the module docstring; the report as a dict."""
+def supervise(head, argv, progress_fd, stop_fd):
+    """Run argv as described in the module docstring; the report as a dict. stop_fd turns readable when a stop
+    signal arrives."""
     read_fd, write_fd = os.pipe()
     fds = (write_fd,) if progress_fd is None else (write_fd, progress_fd)
     child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=write_fd, stderr=write_fd, pass_fds=fds,
@@ -148,7 +150,7 @@ def supervise(head, argv, progress_fd):
     if progress_fd is not None:
         os.close(progress_fd)  # the parent sees the pipe close when the child and what it started are gone
     capture, control = Capture(head), sys.stdin.fileno()
-    watched, exited = [read_fd, control], _exit_fd(child)
+    watched, exited = [read_fd, control, stop_fd], _exit_fd(child)
     try:
         while child.poll() is None:
             ready = select.select(watched + exited, [], [], None if exited else 0.05)[0]
@@ -158,8 +160,8 @@ def supervise(head, argv, progress_fd):
                     capture.add(chunk)
                 else:  # the child closed its output (it may still run)
                     watched.remove(read_fd)
-            if control in ready and not os.read(control, 4096):
-                break  # verify closed our stdin: stop now
+            if (control in ready and not os.read(control, 4096)) or stop_fd in ready:
+                break  # verify closed our stdin, or we were signalled: stop now
     finally:
         left = kill_tree(child)
     _drain(read_fd, capture, 0.5 if not left else 0.0)
@@ -195,18 +197,20 @@ def flush_first_lines(lines=FLUSHED_LINES):
             setattr(sys, name, FirstLinesFlushed(stream, lines))
 
 
-def _stop(signum, frame):
-    raise SystemExit(128 + signum)  # unwinds through supervise's finally: the tree is killed
-
-
 def main(argv=None):
     """argv: HEAD PROGRESS_FD -- CHILD_ARGV... (PROGRESS_FD "-" for none)."""
     argv = argv or sys.argv[1:]
     head, progress, child_argv = int(argv[0]), argv[1], argv[3:]
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, _stop)
+    stop_fd, wake_fd = os.pipe()
+    os.set_blocking(wake_fd, False)
+    signal.set_wakeup_fd(wake_fd)  # a stop signal wakes the loop; the handler never raises, so cleanup is whole
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda signum, frame: None)
     _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # verify itself killed: clean up all the same
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
-    report = supervise(head, child_argv, None if progress == "-" else int(progress))
-    sys.stdout.write(json.dumps(report) + "\n")
-    sys.stdout.flush()
+    report = supervise(head, child_argv, None if progress == "-" else int(progress), stop_fd)
+    try:
+        sys.stdout.write(json.dumps(report) + "\n")
+        sys.stdout.flush()
+    except OSError:  # verify is gone: nobody to tell
+        pass
