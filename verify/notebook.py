@@ -35,7 +35,7 @@ CELL_FILE = "notebook_cell.py"  # the generated file's name; its lines are repor
 CELL = "notebook cell"
 
 
-def check(target, *, name=None, kind=None, reg_convention="auto", timeout=60.0, max_memory="4G"):
+def check(target, *, name=None, kind=None, reg_convention="auto", timeout=60.0, max_memory="4G", seed=None):
     """Check one function or class (an object, or where to find it) and return a CheckResult.
 
     target: a function or class (imported from the student's file, or defined in a cell), a module imported from
@@ -43,9 +43,11 @@ def check(target, *, name=None, kind=None, reg_convention="auto", timeout=60.0, 
     FILE.py:NAME or module:NAME (found from the current folder). name: the target in FILE.py (default: every known
     one). kind: the API, when its name does not say it (see ``verify --help``). reg_convention: "auto", "full"
     (reg*sum(W*W)) or "half" (0.5*reg*sum(W*W)). timeout: seconds each target (and the import) may run.
-    max_memory: the child's address-space cap, e.g. "4G", "512M", or bytes; 0 for none.
+    max_memory: the child's address-space cap, e.g. "4G", "512M", or bytes; 0 for none. seed: draw the cases
+    afresh from this seed (default: the fixed cases).
     Raises TypeError or ValueError (one line) for a target or option it cannot use."""
-    from verify.checks import check_file, write_job  # torch (for the references) is imported here, not before
+    from verify.checks import check_file  # torch (for the references) is imported here, not before
+    from verify.job import write_job
     from verify.kinds import KINDS
     from verify.sandbox import Limits
 
@@ -56,7 +58,7 @@ def check(target, *, name=None, kind=None, reg_convention="auto", timeout=60.0, 
     limits = Limits(timeout=_seconds(timeout), max_memory=_bytes(max_memory))
     with tempfile.TemporaryDirectory(prefix="verify_check_") as tmp:
         where, name, label, cell = _locate(target, name, Path(tmp))
-        results = check_file(where, write_job(tmp), name=name, kind=kind, reg_convention=reg_convention,
+        results = check_file(where, write_job(tmp, seed=seed), name=name, kind=kind, reg_convention=reg_convention,
                              limits=limits)
     if cell is not None:
         for r in results:
@@ -289,9 +291,19 @@ def _num(x):
     return "-" if x is None else "nan" if x != x else f"{x:.1e}"
 
 
+def _first_failure(result, quantity):
+    """': rel err 8.0e+00 in case 'random' (against the course)', or the row's note, or ''."""
+    bad = next((r for r in result.rows if r.quantity == quantity and not r.passed), None)
+    if bad is None:
+        return ""
+    against = "against the course" if bad.check == "course" else "against your own loss"
+    return f": {bad.note or f'rel err {_num(bad.max_rel)} in case {bad.case!r} ({against})'}"
+
+
 def _target_html(result):
     """One target: its status, the table of cases and quantities, the failing quantities with their hints."""
     from verify.kinds import KINDS
+    from verify.report import COLUMNS
 
     style = PASS_STYLE if result.status == "PASS" else FAIL_STYLE
     api = f" ({_e(result.kind)}: {_e(KINDS[result.kind].api)})" if result.kind else ""
@@ -303,10 +315,11 @@ def _target_html(result):
         parts.append(f"<p>convention {_e(result.convention_note)}</p>")
     table = {}
     for r in result.rows:
-        table.setdefault((r.case, r.quantity), {})[r.check] = r
+        if r.quantity != "unfinished":  # one line for every case: said once, below
+            table.setdefault((r.case, r.quantity), {})[r.check] = r
     if table:
-        parts.append("<table><tr><th>case</th><th>quantity</th><th>matches the course<br>(autograd)</th>"
-                     "<th>matches your own loss<br>(finite differences)</th><th>result</th><th></th></tr>")
+        parts.append(f"<table><tr><th>case</th><th>quantity</th><th>{_e(COLUMNS['course'])}<br>(autograd)</th>"
+                     f"<th>{_e(COLUMNS['own'])}<br>(finite differences)</th><th>result</th><th></th></tr>")
         for (case, q), checks in table.items():
             course, own = checks.get("course"), checks.get("own")
             ok = all(r.passed for r in checks.values())
@@ -316,7 +329,8 @@ def _target_html(result):
                          f"<td>{_num(own.max_rel if own else None)}</td><td>{'PASS' if ok else 'FAIL'}</td>"
                          f"<td>{_e(note)}</td></tr>")
         parts.append("</table>")
-    items = [f"<li><b>FAIL {_e(q)}</b>" + "".join(f"<br>hint: {_e(h)}" for h in result.hints.get(q, [])) + "</li>"
+    items = [f"<li><b>FAIL {_e(q)}</b>{_e(_first_failure(result, q))}"
+             + "".join(f"<br>hint: {_e(h)}" for h in result.hints.get(q, [])) + "</li>"
              for q in result.failed_quantities]
     items += [f"<li>note: {_e(n)}</li>" for n in result.notes]
     if items:
