@@ -121,14 +121,14 @@ class Capture:
 
 
 def _drain(fd, capture, seconds):
-    """Read fd until every writer has closed it (or for at most seconds)."""
+    """Read what is left in fd: all that is already there (written by processes now dead), then more until every
+    writer has closed it or seconds have passed."""
     deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        if select.select([fd], [], [], left)[0]:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                return
-            capture.add(chunk)
+    while select.select([fd], [], [], max(deadline - time.monotonic(), 0.0))[0]:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return
+        capture.add(chunk)
 
 
 def _exit_fd(child):
