@@ -18,6 +18,20 @@ Files in reading order:
     classroom.py    a folder of submissions at once, in parallel
     self_check.py   the project's own implementations against autograd (python -m verify without a target)
     cli.py          python -m verify (also python -m train verify)
+    notebook.py     check(): the same checks from a notebook or a Python session, with an HTML table
+    _supervisor.py  the process between verify and each child: captures its output, kills all it started
 
-Importing this package imports nothing heavy: the child process uses it without torch.
+    from verify import check      # check(softmax_loss_vectorized), check("cs231n/classifiers/fc_net.py")
+
+Importing this package imports nothing heavy (the child process uses it without torch); check() imports torch on
+its first call.
 """
+__all__ = ["check"]
+
+
+def __getattr__(name):
+    if name == "check":
+        from verify.notebook import check
+
+        return check
+    raise AttributeError(f"module 'verify' has no attribute {name!r}")

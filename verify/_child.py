@@ -4,7 +4,8 @@
 It imports NumPy and the student's file, never torch (unless the student's code does), runs every target found on
 the cases in JOB (an .npz written by the parent, read with allow_pickle=False), and writes each target's outputs
 to OUT/<name>.npz. It reports progress as JSON lines on a pipe ("loaded", "start", "done"), so the
-parent can give each target its own time limit. stdout and stderr are files the parent reads; stdin is closed.
+parent can give each target its own time limit. stdout and stderr are a pipe its supervisor reads
+(verify/_supervisor.py); stdin is closed.
 
 For every case it records the target's outputs (loss, gradients, scores, ...) and, for every parameter, centred
 finite differences of the target's *own* loss along a few directions: (L(p + h v) - L(p - h v)) / 2h. The parent
@@ -24,7 +25,7 @@ from verify.calls import LOW_PRECISION_SEEN, BadCall, Runner, as_array  # noqa: 
 from verify.kinds import KNOWN_NAMES, Unsupported, detect_kind
 from verify.loading import assignment_root, explain, import_target
 
-OUTPUT_FILE_LIMIT = 64 * 2**20  # bytes any file the child writes may reach (its stdout and stderr included)
+OUTPUT_FILE_LIMIT = 64 * 2**20  # bytes any file the child writes may reach (not its stdout and stderr: a pipe)
 
 
 def targets_in(module, name, kind_override):

@@ -293,7 +293,7 @@ def check_file(where, job, name=None, kind=None, reg_convention="auto", limits=N
     if report.load_error is not None:
         status, line = report.load_error
         return [TargetResult(where, name or "(import)", status=status, message=line,
-                             seconds=time.perf_counter() - start, **common)]
+                             seconds=time.perf_counter() - start, notes=list(report.notes), **common)]
     results = []
     for n, k, unsupported in report.targets:
         if unsupported is not None:
@@ -317,7 +317,7 @@ def check_file(where, job, name=None, kind=None, reg_convention="auto", limits=N
         result.where, result.name = where, n
         result.output_head, result.output_lines = report.output_head, report.output_lines
         results.append(result)
-    elapsed = time.perf_counter() - start
-    for r in results:
-        r.seconds = elapsed / max(len(results), 1)
+    for r in results:  # each target's own time in the child; the file's notes (a flood of output) on each
+        r.seconds = report.target_seconds.get(r.name, r.seconds)
+        r.notes += report.notes
     return results

@@ -3,18 +3,22 @@
     module = import_file(Path(".../assignment1/cs231n/classifiers/fc_net.py"))   # as cs231n.classifiers.fc_net
     status, line = explain(exc, root)     # ("ERROR", "Python 2 code: a print statement at softmax.py:12 ...")
 
-A file inside a package (its folder has an __init__.py) is imported as a module of that package, with the folder
-above the top package (the assignment folder) on sys.path, so ``from ..layers import *`` and
-``from cs231n.layers import *`` both work. The packages' own __init__.py files are not run: cs231n's
-classifiers/__init__.py imports every sibling, and a Python 2 sibling would stop a Python 3 target. A plain file is
-imported with its folder on sys.path, plus the assignment folder when it sits under a cs231n/ tree.
+A file inside a package (its folder has an __init__.py, or lies in a cs231n/ folder: a namespace package, which
+Python 3 allows) is imported as a module of that package, with the folder above the top package (the assignment
+folder) on sys.path, so ``from ..layers import *`` and ``from cs231n.layers import *`` both work. The packages' own
+__init__.py files are not run: cs231n's classifiers/__init__.py imports every sibling, and a Python 2 sibling would
+stop a Python 3 target. A plain file is imported with its folder on sys.path. A module name (``module:NAME``) is
+found from the current folder first, as ``python -c "import cs231n..."`` would from the assignment folder.
 
 Runs in the child process (no torch).
 """
 import importlib
+import importlib.machinery
 import importlib.util
+import io
 import re
 import sys
+import tokenize
 import traceback
 import types
 from pathlib import Path
@@ -38,22 +42,35 @@ NUMPY_REMOVED = {"float": "float or np.float64", "int": "int or np.int64", "bool
                  "mat": "np.asmatrix", "trapz": "np.trapezoid", "in1d": "np.isin", "row_stack": "np.vstack"}
 
 
-def assignment_root(path):
-    """The folder above the top package holding path (cs231n's assignment folder), else the folder above the
-    nearest cs231n/ ancestor, else None."""
+NEWLINE = b"\n"
+
+
+class NotPythonSource(Exception):
+    """The file is not Python source text (binary, or in an undeclared encoding); str(exc) is the one line."""
+
+
+def package_dirs(path):
+    """The package folders holding the file at path, outermost first, or [] for a plain file. A folder is a
+    package when it has an __init__.py, or when it is a cs231n/ folder or inside one (a namespace package, as
+    Python 3 allows: cs231n/ with no __init__.py)."""
     path = Path(path).resolve()
-    folder = path.parent
-    if (folder / "__init__.py").is_file():
-        while (folder.parent / "__init__.py").is_file():
-            folder = folder.parent
-        return folder.parent
-    for parent in path.parents:
-        if parent.name == "cs231n":
-            return parent.parent
-    return None
+    cs231n = next((p for p in path.parents if p.name == "cs231n"), None)
+    dirs, folder = [], path.parent
+    while (folder / "__init__.py").is_file() or (cs231n is not None and folder.is_relative_to(cs231n)):
+        dirs.insert(0, folder)
+        folder = folder.parent
+    if not all(d.name.isidentifier() for d in dirs) or not path.stem.isidentifier():
+        return []  # not importable by name ("classifiers copy/"): imported as a plain file
+    return dirs
 
 
-def _stub_packages(root, package_dirs):
+def assignment_root(path):
+    """The folder above the top package holding path (cs231n's assignment folder), else None."""
+    dirs = package_dirs(path)
+    return dirs[0].parent if dirs else None
+
+
+def _stub_packages(package_dirs):
     """Register each package folder (outermost first) as an imported package without running its __init__.py."""
     names = []
     for folder in package_dirs:
@@ -62,29 +79,57 @@ def _stub_packages(root, package_dirs):
         if name in sys.modules:
             continue
         init = folder / "__init__.py"
-        spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[str(folder)])
         module = types.ModuleType(name)
-        module.__spec__, module.__file__, module.__path__, module.__package__ = spec, str(init), [str(folder)], name
+        if init.is_file():
+            module.__spec__ = importlib.util.spec_from_file_location(name, init,
+                                                                     submodule_search_locations=[str(folder)])
+            module.__file__ = str(init)
+        else:  # a namespace package
+            module.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
+            module.__spec__.submodule_search_locations = [str(folder)]
+        module.__path__, module.__package__ = [str(folder)], name
         sys.modules[name] = module
         if len(names) > 1:
             setattr(sys.modules[".".join(names[:-1])], folder.name, module)
     return ".".join(names)
 
 
+def check_source(path):
+    """Raise NotPythonSource when the file at path cannot be Python source: null bytes, or bytes its encoding
+    (UTF-8 unless a coding line says otherwise) cannot decode."""
+    data = Path(path).read_bytes()
+    name = Path(path).name
+    if b"\0" in data:
+        raise NotPythonSource(f"cannot be imported: {name} is not Python source text (it holds null bytes: a binary "
+                              "file, e.g. a .pyc, a zip or a notebook saved in another format?)")
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError:  # its first lines are not UTF-8 and name no other encoding
+        encoding = "utf-8"
+    try:
+        data.decode(encoding)
+    except (LookupError, UnicodeDecodeError) as e:
+        where = str(e)
+        if isinstance(e, UnicodeDecodeError):
+            line = data[:e.start].count(NEWLINE) + 1
+            where = f"byte {data[e.start]:#04x} at line {line} is not {encoding}"
+        raise NotPythonSource(f"cannot be imported: {name} is not readable text ({where}); save it as UTF-8, or "
+                              "declare its encoding in its first line: # -*- coding: latin-1 -*-") from None
+
+
 def import_file(path):
     """Import the file at path (see the module docstring) and return the module; exceptions propagate."""
     path = Path(path).resolve()
-    root = assignment_root(path)
-    if (path.parent / "__init__.py").is_file():
-        package_dirs = [path.parent]
-        while (package_dirs[0].parent / "__init__.py").is_file():
-            package_dirs.insert(0, package_dirs[0].parent)
-        sys.path.insert(0, str(root))
-        package = _stub_packages(root, package_dirs)
-        return importlib.import_module(f"{package}.{path.stem}")
-    for folder in (root, path.parent):
-        if folder is not None and str(folder) not in sys.path:
-            sys.path.insert(0, str(folder))
+    check_source(path)
+    dirs = package_dirs(path)
+    if dirs:
+        if str(dirs[0].parent) not in sys.path:
+            sys.path.insert(0, str(dirs[0].parent))
+        if str(path.parent) not in sys.path:
+            sys.path.append(str(path.parent))  # a bare sibling import (Python 2 habit) still resolves, last
+        return importlib.import_module(f"{_stub_packages(dirs)}.{path.stem}")
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
     name = path.stem if path.stem not in sys.modules else f"_verify_target_{path.stem}"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
@@ -93,10 +138,31 @@ def import_file(path):
     return module
 
 
+def module_file(name, folder):
+    """The file of the dotted module name under folder (pkg/mod.py or pkg/mod/__init__.py), or None."""
+    parts = name.split(".")
+    if not all(p.isidentifier() for p in parts):
+        return None
+    base = Path(folder).joinpath(*parts)
+    for candidate in (base.with_name(base.name + ".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def import_target(where):
-    """``where`` is a .py path or a dotted module name; the module (exceptions propagate)."""
+    """``where`` is a .py path or a dotted module name; the module (exceptions propagate). A module name is
+    looked up in the current folder first (``cs231n.classifiers.fc_net`` from the assignment folder: imported as
+    that file is, without running the packages' __init__.py), then on sys.path."""
     if where.endswith(".py") or "/" in where or "\\" in where:
         return import_file(where)
+    path = module_file(where, Path.cwd())
+    if path is not None and path.name != "__init__.py":
+        module = import_file(path)
+        sys.modules.setdefault(where, module)
+        return module
+    if str(Path.cwd()) not in sys.path:
+        sys.path.append(str(Path.cwd()))
     return importlib.import_module(where)
 
 
@@ -123,6 +189,8 @@ def _at(place):
 def explain(exc, root):
     """(status, one line) for an exception raised by the student's code (import or call); status is ERROR when
     the cause lies outside the maths (Python 2, a missing module, a name NumPy removed), else FAIL."""
+    if isinstance(exc, NotPythonSource):
+        return "ERROR", str(exc)
     place = _place(exc, root)
     if isinstance(exc, SyntaxError):  # the place is the exception's own
         where = f"{Path(exc.filename or '?').name}:{exc.lineno}"
