@@ -53,6 +53,7 @@ class FileReport:
     output_head: list = field(default_factory=list)  # the first SHOWN_OUTPUT_LINES lines the code printed
     output_lines: int = 0
     seconds: float = 0.0
+    target_seconds: dict = field(default_factory=dict)  # {name: seconds from its "start" event to its end}
 
 
 def _death(rc, timed_out, timeout, what):
@@ -95,7 +96,7 @@ def run_file(where, job, name=None, kind=None, limits=None):
             log_path = Path(tmp) / f"output{attempt}.txt"
             with open(log_path, "wb") as log:
                 proc, read_fd = _spawn(where, name, kind, job, out_dir, limits, skip, cwd, log)
-                current, timed_out = None, False
+                current, timed_out, started = None, False, time.perf_counter()
                 events = _events(proc, read_fd, limits.timeout)
                 for event in events:
                     if event.get("event") == "timeout":
@@ -108,8 +109,9 @@ def run_file(where, job, name=None, kind=None, limits=None):
                     elif event["event"] == "loaded":
                         report.targets = [tuple(t) for t in event["targets"]]
                     elif event["event"] == "start":
-                        current = event["name"]
+                        current, started = event["name"], time.perf_counter()
                     elif event["event"] == "done":
+                        report.target_seconds[event["name"]] = time.perf_counter() - started
                         report.results[event["name"]] = _read_result(out_dir / f"{event['name']}.npz")
                         skip.add(event["name"])
                         current = None
@@ -129,6 +131,7 @@ def run_file(where, job, name=None, kind=None, limits=None):
                 report.load_error = ("FAIL", _death(rc, timed_out, limits.timeout, "the import"))
                 break
             if current is not None:
+                report.target_seconds[current] = time.perf_counter() - started
                 report.results[current] = ("died", _death(rc, timed_out, limits.timeout, current))
                 skip.add(current)
             pending = [n for n, k, err in report.targets if err is None and n not in report.results]
