@@ -11,6 +11,7 @@ Every file is written atomically (a temporary file, fsync, rename): an interrupt
 new one, never half of one.
 """
 import csv
+import dataclasses
 import io
 import os
 import re
@@ -106,8 +107,8 @@ def write_gradebook(path, spec, students):
     write_atomic(path, _csv_text(columns, rows))
 
 
-def _detail(result):
-    lines = format_target(result).splitlines()
+def _detail(result, file):
+    lines = format_target(dataclasses.replace(result, where=file)).splitlines()  # the student's own path
     if len(lines) > DETAIL_LINES:
         lines = lines[:DETAIL_LINES] + [f"... {len(lines) - DETAIL_LINES} more line(s)"]
     return "```\n" + "\n".join(lines).replace("```", "'''") + "\n```"
@@ -127,7 +128,7 @@ def target_markdown(graded):
         lines += [f"  - hint: {h}" for h in dict.fromkeys(hints)]
     lines += [f"- note: {n}" for n in r.notes]
     if r.rows or r.output_lines:
-        lines += ["", _detail(r)]
+        lines += ["", _detail(r, graded.file)]
     return "\n".join(lines)
 
 
