@@ -5,10 +5,12 @@ Usage::
     python -m verify                                        # NumPy vs torch manual vs autograd vs finite diff
     python -m verify --target cs231n/classifiers/softmax.py                 # every known target in the file
     python -m verify --target cs231n/classifiers/fc_net.py:TwoLayerNet --reg-convention half
-    python -m verify --submissions class/ --jobs 2 --csv class.csv          # a folder per student
+    python -m verify --submissions class/ --assignment a.yaml --gradebook grades.csv --feedback feedback/
+    python -m verify autograder --assignment a.yaml --out autograder.zip     # Gradescope (verify/autograder.py)
 
-Exit status: 0 all PASS (for --submissions: the class could be checked), 1 a target FAILed, 2 a usage error or a
-target that cannot be checked (ERROR: cannot be imported, Python 2, a missing module, an unsupported API).
+The console script ``verify`` is the same command. Exit status: 0 all PASS (for --submissions: the class could be
+checked), 1 a target FAILed, 2 a usage error, a file that cannot be read or written, or a target that cannot be
+checked (ERROR: cannot be imported, Python 2, a missing module, an unsupported API).
 """
 import argparse
 import json
@@ -36,6 +38,12 @@ The regularization convention is detected from your loss (--reg-convention auto)
 Your code runs in a child process with a time limit, a memory cap and closed stdin; what it prints is captured.
 This protects against mistakes (endless loops, exit(), runaway memory), not against hostile code: it runs with
 your rights. exit status: 0 all PASS, 1 some target FAILed, 2 usage error or a target that cannot be checked.
+
+with --submissions DIR (a folder per student): every target of the assignment spec (--assignment FILE or a shipped
+name: cs231n-a1-2016-2019, cs231n-a1-2020; default: assignment 1 of the year the submissions show) gets a row with
+its points, MISSING (0 points) when absent; files are found at any depth, flat uploads included, the shallowest
+copy outside backup/copy folders. --gradebook, --feedback, --csv, --json write the results.
+python -m verify autograder --assignment SPEC --out autograder.zip writes Gradescope's autograder (docs/verify.md).
 """
 SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 
@@ -74,7 +82,8 @@ def build_parser():
     from verify.kinds import KINDS
 
     parser = argparse.ArgumentParser(
-        prog="python -m verify", description="Verify softmax / two-layer-net / layer gradients against autograd.",
+        prog="verify" if Path(sys.argv[0]).name == "verify" else "python -m verify",
+        description="Verify softmax / two-layer-net / layer gradients against autograd.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--target", metavar="FILE[:NAME]|module:NAME",
