@@ -118,6 +118,8 @@ def build_autograder(spec_path, out):
 
     load_spec(spec_path)  # SpecError before anything is written
     out = Path(out)
+    if not out.resolve().parent.is_dir():
+        raise FileNotFoundError(2, "No such folder", str(out))
     with tempfile.TemporaryDirectory(prefix="verify_autograder_") as tmp:
         wheel = build_wheel(tmp)
         partial = out.with_name(f".{out.name}.{os.getpid()}.tmp")

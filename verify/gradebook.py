@@ -30,7 +30,10 @@ DETAIL_LINES = 120  # of a target's table in a feedback file or a Gradescope tes
 def write_atomic(path, text):
     """Write text to path through a temporary file in the same folder, fsynced, then renamed over path."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:  # name the file asked for, not the temporary one
+        raise OSError(e.errno, e.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "w", newline="") as f:
             f.write(text)
