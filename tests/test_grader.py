@@ -20,8 +20,8 @@ import yaml
 
 from verify.assignment import SpecError, Target, load_spec, parse_spec, shipped_specs, student_seed
 from verify.autograder import SLIM_REQUIREMENTS, build_autograder
-from verify.checks import CheckRow, TargetResult
-from verify.classroom import choose, scan
+from verify.checks import CheckRow, TargetResult, check_file, write_job
+from verify.classroom import choose, scan, staged
 from verify.cli import main
 
 pytestmark = pytest.mark.verify
@@ -128,6 +128,20 @@ def test_the_shallowest_copy_outside_backup_folders_is_chosen(tmp_path):
     rel, _, error = choose(found, "linear_svm.py")
     assert rel is None and "linear_svm.py is a symbolic link" in error
     assert choose(found, "hw/b/softmax.py")[0] == Path("hw/b/softmax.py")  # a path suffix picks that copy
+
+
+def test_a_flat_upload_that_imports_its_package_is_checked_as_that_package(tmp_path):
+    y2021 = YEARS / "y2021" / "assignment1" / "cs231n"
+    flat = tmp_path / "stu"
+    flat.mkdir()
+    for source in (y2021 / "classifiers" / "fc_net.py", y2021 / "layers.py", y2021 / "layer_utils.py"):
+        shutil.copy(source, flat)  # fc_net.py says `from ..layers import *`
+    path, note = staged(flat / "fc_net.py", "fc_net.py", tmp_path / "staged")
+    assert path == tmp_path / "staged" / "cs231n" / "classifiers" / "fc_net.py"
+    assert (tmp_path / "staged" / "cs231n" / "layers.py").is_file() and "checked as cs231n/classifiers" in note
+    assert staged(flat / "layers.py", "layers.py", tmp_path / "unused") == (flat / "layers.py", "")
+    [result] = check_file(str(path), write_job(tmp_path), name="TwoLayerNet")
+    assert result.status == "PASS", result.message
 
 
 def _class_folder(root):
