@@ -211,6 +211,7 @@ def test_unwritable_output_is_one_error_line(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_verify_imports_and_runs_without_the_training_stack():
     code = (f"import sys\nblocked = {BLOCKED!r}\n"
             "class Refuse:\n"
