@@ -15,13 +15,14 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from verify.assignment import SpecError, Target, load_spec, parse_spec, shipped_specs, student_seed
 from verify.autograder import SLIM_REQUIREMENTS, build_autograder
 from verify.checks import CheckRow, TargetResult, check_file, write_job
-from verify.classroom import choose, scan, staged
+from verify.classroom import Jobs, choose, scan, seeding_available, staged
 from verify.cli import main
 
 pytestmark = pytest.mark.verify
@@ -96,6 +97,24 @@ def test_student_seed_is_stable_and_their_own():
     runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                            env={**os.environ, "PYTHONHASHSEED": salt}).stdout.strip() for salt in ("1", "2")}
     assert runs == {str(student_seed(7, "ada"))}
+
+
+@pytest.mark.skipif(not seeding_available(), reason="this verify has only the fixed cases")
+def test_each_student_gets_their_own_seeded_cases(tmp_path, capsys):
+    jobs = Jobs(tmp_path)
+    ada, bob = jobs(student_seed(5, "ada")), jobs(student_seed(5, "bob"))
+    with np.load(ada) as a, np.load(bob) as b:
+        assert any(k in b.files and (a[k].shape != b[k].shape or not np.array_equal(a[k], b[k]))
+                   for k in a.files if k.startswith("softmax/"))
+    assert jobs(student_seed(5, "ada")) == ada  # written once per seed
+    for name in ("ada", "bob"):
+        shutil.copytree(YEARS / "y2018", tmp_path / "class" / name)
+    argv = ["--submissions", str(tmp_path / "class"), "--assignment", str(write_spec(tmp_path / "a.yaml", seed=5)),
+            "--gradebook", str(tmp_path / "grades.csv")]
+    assert main(argv) == 0
+    assert "cases drawn from seed 5 and each folder's name" in capsys.readouterr().out
+    with open(tmp_path / "grades.csv", newline="") as f:
+        assert [row["total"] for row in csv.DictReader(f)] == ["22", "22"]  # correct code passes any seed
 
 
 def test_partial_credit_counts_the_quantities_right_in_every_case():

@@ -149,8 +149,8 @@ class Jobs:
 
 
 def seeding_available():
-    """Whether this verify can draw seeded cases (check_file takes a seed)."""
-    return "seed" in inspect.signature(check_file).parameters
+    """Whether this verify can draw seeded cases (write_job takes a seed; the job file carries it to the judge)."""
+    return "seed" in inspect.signature(write_job).parameters
 
 
 def staged(path, rel, folder):
@@ -181,9 +181,9 @@ def _missing(target, why):
     return TargetResult("-", target.name, status="MISSING", message=why)
 
 
-def _results_of_file(path, spec_targets, job, seed, check):
-    """{target name: TargetResult} for the spec's targets of one file."""
-    results = {r.name: r for r in check(str(path), job, name=None, seed=seed)}
+def _results_of_file(path, spec_targets, job, check):
+    """{target name: TargetResult} for the spec's targets of one file (job: the case file, seeded or fixed)."""
+    results = {r.name: r for r in check(str(path), job)}
     whole = results.get("(import)")
     if whole is not None and whole.message.startswith("unsupported: no known target"):
         results = {}  # none of the names verify looks for by default: each target is asked for by name
@@ -193,7 +193,7 @@ def _results_of_file(path, spec_targets, job, seed, check):
                                      output_lines=whole.output_lines) for t in spec_targets}
     for t in spec_targets:
         if t.name not in results:  # not a name found by default (e.g. a method): ask for it by name
-            results.update({r.name: r for r in check(str(path), job, name=t.name, seed=seed)})
+            results.update({r.name: r for r in check(str(path), job, name=t.name)})
         r = results.get(t.name)
         if r is None or (r.status == "ERROR" and r.message.startswith("defines no")):
             results[t.name] = _missing(t, f"{Path(path).name} {r.message if r else 'does not define it'}")
@@ -239,9 +239,8 @@ def grade_class(directory, spec, jobs=None, reg_convention="auto", limits=None, 
     if progress is not None:
         progress.reset(total=len(work))
 
-    def check(where, job, name=None, seed=None):
-        kwargs = {} if seed is None else {"seed": seed}
-        return check_file(where, job, name=name, reg_convention=reg_convention, limits=limits, **kwargs)
+    def check(where, job, name=None):
+        return check_file(where, job, name=name, reg_convention=reg_convention, limits=limits)
 
     with tempfile.TemporaryDirectory(prefix="verify_jobs_") as tmp, \
             ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
@@ -249,7 +248,7 @@ def grade_class(directory, spec, jobs=None, reg_convention="auto", limits=None, 
         for i, (student, s, path, rel, targets) in enumerate(work):
             path, note = staged(path, rel, Path(tmp) / f"staged{i}")
             student.notes += [note] if note else []
-            futures[pool.submit(_results_of_file, path, targets, job_for(s), s, check)] = (student, rel, targets)
+            futures[pool.submit(_results_of_file, path, targets, job_for(s), check)] = (student, rel, targets)
         for future in as_completed(futures):
             student, rel, targets = futures[future]
             results = future.result()
