@@ -35,8 +35,12 @@ SETUP_SH = """#!/usr/bin/env bash
 # requirements (NumPy, PyTorch for the CPU, future, PyYAML) and this project's wheel. Only python3 and pip needed.
 set -euo pipefail
 cd "$(dirname "$0")"
+if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
+    echo "verify needs Python 3.10 or newer: choose an Ubuntu 22.04 (or newer) base image" >&2
+    exit 1
+fi
 if ! python3 -m pip --version >/dev/null 2>&1; then
-    apt-get install -y python3-pip
+    apt-get update && apt-get install -y python3-pip
 fi
 export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 python3 -m pip install --index-url https://download.pytorch.org/whl/cpu "torch>=2.4"
