@@ -155,8 +155,8 @@ def parse_spec(data, source="<spec>"):
         raise SpecError([f"{source}: expected a mapping with a 'targets' list, got {type(data).__name__}"])
     errors = [f"unknown key {k!r} (expected: {', '.join(sorted(TOP_KEYS))})" for k in data if k not in TOP_KEYS]
     seed, timeout, memory = data.get("seed"), data.get("timeout"), data.get("max_memory")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
-        errors.append(f"seed: expected a whole number >= 0, got {seed!r}")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63):
+        errors.append(f"seed: expected a whole number from 0 to 2**63 - 1, got {seed!r}")
     if timeout is not None and (not _number(timeout) or timeout <= 0):
         errors.append(f"timeout: expected a positive number of seconds, got {timeout!r}")
     if memory is not None and _size(memory) is None:
