@@ -174,7 +174,7 @@ def grade_submission(root, spec_path):
                   else "")
         results = gradescope_results(spec, student, time.monotonic() - start,
                                      output=f"{spec.name}: {student.total:g} / {student.max_points:g} points. "
-                                            f"{seeded}{limits.describe()}.")
+                                            f"{seeded}Limits: {limits.describe()}.")
         status = 0
     except BaseException as e:  # the grader's own failure: the student must still see a result
         detail = "".join(traceback.format_exception_only(type(e), e)).strip()
