@@ -34,7 +34,9 @@ print(len(names), "modules:", " ".join(names))
 
 
 @pytest.mark.parametrize("package,blocked", [("reference_numpy", ["torch", "lightning", "torchmetrics"]),
-                                             ("torch_impl", ["lightning", "torchmetrics", "train", "verify"])])
+                                             ("torch_impl", ["lightning", "torchmetrics", "train", "verify"]),
+                                             ("verify", ["lightning", "optuna", "torchvision", "sklearn", "matplotlib",
+                                                         "torchmetrics", "jsonargparse", "tqdm", "train"])])
 def test_every_module_imports_with_the_layers_above_it_blocked(package, blocked):
     code = BLOCKED_IMPORT.format(package=package, blocked=blocked)
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -497,6 +497,8 @@ def _class_folder(root):
 
 
 def test_submissions_class_folder(tmp_path, capsys):
+    """Without --assignment: cs231n assignment 1 of the year most folders show (here 2016-2019); every expected
+    target of every student gets a row, MISSING when absent. tests/test_grader.py covers specs and points."""
     folder = _class_folder(tmp_path / "class")
     csv_path, json_path = tmp_path / "class.csv", tmp_path / "class.json"
     argv = ["--submissions", str(folder), "--jobs", "2", "--timeout", "4", "--max-memory", "1G",
@@ -506,27 +508,30 @@ def test_submissions_class_folder(tmp_path, capsys):
     with open(csv_path, newline="") as f:
         reader = csv.DictReader(f)
         rows = list(reader)
-    assert reader.fieldnames == ["submission", "file", "name", "kind", "status", "convention", "quantities",
-                                 "hint", "seconds"]
-    status = {(r["submission"], r["name"], Path(r["file"]).name): r["status"] for r in rows}
-    assert status[("ada", "TwoLayerNet", "neural_net.py")] == "PASS"
-    assert status[("bob", "TwoLayerNet", "fc_net.py")] == "PASS"
-    assert status[("bob", "affine_relu_backward", "layer_utils.py")] == "PASS"
-    assert status[("bob", "softmax_loss_naive", "softmax.py")] == "FAIL"  # the untouched template
-    assert status[("cyd", "softmax_loss_vectorized", "softmax.py")] == "PASS"
-    assert status[("cyd", "(import)", "neural_net.py")] == "ERROR"
-    assert status[("cyd", "svm_loss_naive", "linear_svm.py")] == "ERROR"
-    assert status[("dee", "softmax_loss_vectorized", "softmax.py")] == "FAIL"
-    assert status[("dee", "softmax_loss_vectorized", "linear_svm.py")] == "FAIL"  # the time limit
-    assert status[("dee", "TwoLayerNet", "neural_net.py")] == "FAIL"
-    assert status[("eve", "-", "-")] == "ERROR"
-    conventions = {(r["submission"], r["name"], Path(r["file"]).name): r["convention"] for r in rows}
-    assert conventions[("bob", "TwoLayerNet", "fc_net.py")] == "half"
-    assert conventions[("ada", "TwoLayerNet", "neural_net.py")] == "full"
-    quantities = {(r["submission"], Path(r["file"]).name): r["quantities"] for r in rows}
-    assert "b1" in quantities[("dee", "neural_net.py")].split(";")
+    assert reader.fieldnames == ["submission", "file", "name", "kind", "status", "points", "max_points", "convention",
+                                 "quantities", "hint", "seconds"]
+    assert "assignment: cs231n assignment 1 (2016-2019) (detected: 3 of 5 submission(s) hold neural_net.py" in out
+    status = {(r["submission"], r["name"]): r["status"] for r in rows}
+    assert len(rows) == 25 and all(status[("ada", n)] == "PASS" for s, n in status if s == "ada")
+    assert status[("bob", "softmax_loss_naive")] == "FAIL"  # the untouched template
+    assert status[("bob", "TwoLayerNet")] == "MISSING"  # fc_net.py is not the 2016-2019 API
+    assert status[("cyd", "softmax_loss_vectorized")] == "PASS"
+    assert status[("cyd", "TwoLayerNet")] == status[("cyd", "svm_loss_naive")] == "ERROR"  # Python 2
+    assert status[("dee", "softmax_loss_vectorized")] == "FAIL"  # os._exit
+    assert status[("dee", "TwoLayerNet")] == "FAIL"
+    assert {status[("eve", n)] for s, n in status if s == "eve"} == {"MISSING"}
+    quantities = {(r["submission"], r["name"]): r["quantities"] for r in rows}
+    assert "b1" in quantities[("dee", "TwoLayerNet")].split(";")
+    assert next(r for r in rows if r["submission"] == "ada" and r["name"] == "TwoLayerNet")["convention"] == "full"
     assert len(json.loads(json_path.read_text())) == len(rows)
-    assert f"{len(rows)} targets:" in out and "Traceback" not in out
+    assert "25 targets of 5 submission(s)" in out and "Traceback" not in out
+    assert "ada: 60 / 60 points" in out and "eve: 0 / 60 points" in out
+    shutil.rmtree(folder / "ada"), shutil.rmtree(folder / "cyd"), shutil.rmtree(folder / "dee")
+    assert main(["--submissions", str(folder), "--assignment", "cs231n-a1-2020", "--csv", str(csv_path)]) == 0
+    with open(csv_path, newline="") as f:
+        rows = {(r["submission"], r["name"]): r for r in csv.DictReader(f)}
+    assert rows[("bob", "TwoLayerNet")]["status"] == "PASS" and rows[("bob", "TwoLayerNet")]["convention"] == "half"
+    assert rows[("bob", "affine_backward")]["status"] == "PASS"
 
 
 @pytest.mark.parametrize("make,message", [

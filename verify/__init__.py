@@ -14,8 +14,11 @@ Files in reading order:
     hints.py        mistake models: which common mistake reproduces the wrong numbers
     verdict.py      what the rows mean: generic and shared hints, a half-finished template's one line, PASS/FAIL
     checks.py       the two questions per target (course definition, own loss), conventions, judge
-    report.py       text, JSON and CSV views
-    classroom.py    a folder of submissions at once, in parallel
+    report.py       one target's text and JSON views
+    assignment.py   the assignment spec: expected targets, points, visibility, seed (shipped specs: assignments/)
+    classroom.py    a folder of submissions at once, in parallel: layouts, copies, MISSING rows, points
+    gradebook.py    a class's CSV, gradebook, feedback files and Gradescope results.json
+    autograder.py   Gradescope's autograder zip, and the grading run inside it
     self_check.py   the project's own implementations against autograd (python -m verify without a target)
     cli.py          python -m verify (also python -m train verify)
     notebook.py     check(): the same checks from a notebook or a Python session, with an HTML table

@@ -317,7 +317,7 @@ def check_file(where, job, name=None, kind=None, reg_convention="auto", limits=N
         result.where, result.name = where, n
         result.output_head, result.output_lines = report.output_head, report.output_lines
         results.append(result)
-    for r in results:  # each target's own time in the child; the file's notes (a flood of output) on each
-        r.seconds = report.target_seconds.get(r.name, r.seconds)
+    for r in results:  # each target's own time in the child (the import's: the whole file); the file's notes
+        r.seconds = report.target_seconds.get(r.name, report.seconds)
         r.notes += report.notes
     return results

@@ -1,9 +1,7 @@
-"""Text, JSON and CSV views of TargetResults (verify/checks.py).
+"""Text and JSON views of TargetResults (verify/checks.py); a class's views are in verify/gradebook.py.
 
     print(format_target(result))      # one target: convention, the two questions per case, FAIL lines + hints
-    print(format_class(results))      # a class: one line per target, then the counts
 """
-import csv
 from collections import Counter
 
 import numpy as np
@@ -11,7 +9,6 @@ import numpy as np
 from verify.kinds import KINDS
 
 COLUMNS = {"course": "matches the course", "own": "matches your own loss"}  # a student's words for the checks
-CSV_COLUMNS = ("submission", "file", "name", "kind", "status", "convention", "quantities", "hint", "seconds")
 
 
 def _num(x):
@@ -93,29 +90,3 @@ def to_json(result, submission=None):
     if submission is not None:
         out = {"submission": submission, **out}
     return out
-
-
-def csv_row(submission, file, result):
-    return {"submission": submission, "file": file, "name": result.name, "kind": result.kind,
-            "status": result.status, "convention": result.convention,
-            "quantities": ";".join(q for q in result.failed_quantities), "hint": result.headline,
-            "seconds": f"{result.seconds:.2f}"}
-
-
-def write_csv(path, rows):
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def format_class(entries):
-    """entries: [(submission, file, TargetResult)] -> the summary table and the counts."""
-    width = max([len("submission")] + [len(s) for s, _, _ in entries])
-    fwidth = max([len("file")] + [len(f) for _, f, _ in entries])
-    lines = [f"{'submission':<{width}} {'file':<{fwidth}} {'name':<24} {'status':<6} hint"]
-    for sub, file, r in entries:
-        lines.append(f"{sub:<{width}} {file:<{fwidth}} {r.name[:24]:<24} {r.status:<6} {r.headline[:140]}")
-    lines.append(f"{len(entries)} targets: {summary_counts([r for _, _, r in entries])}")
-    return "\n".join(lines)
-
