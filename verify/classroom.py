@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from verify.checks import TargetResult, check_file
 
 FILE_PATTERNS = ("cs231n/classifiers/softmax.py", "cs231n/classifiers/neural_net.py",
-                 "cs231n/classifiers/fc_net.py", "cs231n/classifiers/linear_svm.py", "cs231n/layers.py",
+                 "cs231n/classifiers/fc_net.py", "cs231n/classifiers/linear_svm.py",
+                 "cs231n/classifiers/linear_classifier.py", "cs231n/layers.py",
                  "cs231n/layer_utils.py")
 
 
