@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import reference_numpy.linear_classifier as ref_linear
 import reference_numpy.neural_net as ref_net
-from verify.checks import check_file, write_job
+from verify.checks import TargetResult, check_file, write_job
 from verify.cli import main, split_target
 from verify.report import format_target
 from verify.sandbox import Limits
@@ -197,7 +197,8 @@ def test_any_wrong_step_of_one_parameter_fails_naming_it(factor, param):
     _ScaledNet.FACTOR, _ScaledNet.PARAM = factor, param
     module = types.SimpleNamespace(TwoLayerNet=_ScaledNet)
     record = run_method("TwoLayerNet.train", "two_layer_train", module, None)  # in this process: no child
-    result = judge_method("two_layer_train", record["meta"], record["arrays"])
+    fresh = TargetResult("", "TwoLayerNet.train", kind="two_layer_train")
+    result = judge_method(fresh, record["meta"], record["arrays"])
     if factor == 1.0:
         assert result.status == "PASS", [r for r in result.rows if not r.passed]
     else:

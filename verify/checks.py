@@ -312,8 +312,8 @@ def check_file(where, job, name=None, kind=None, reg_convention="auto", limits=N
                                         **common))
             continue
         try:
-            result = judge_method(k, meta, arrays) if k in METHOD_KINDS else judge(k, meta, arrays, reg_convention,
-                                                                                   seed)
+            result = (judge_method(TargetResult(where, n, kind=k), meta, arrays) if k in METHOD_KINDS else
+                      judge(k, meta, arrays, reg_convention, seed))
         except Exception as e:  # a shape of output verify did not foresee: one line, never a traceback
             result = TargetResult(where, n, kind=k, status="ERROR",
                                   message=f"verify could not judge the outputs ({type(e).__name__}: {e}); "

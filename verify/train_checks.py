@@ -1,6 +1,6 @@
 """Judges a student's train() and predict() from what the loss spy recorded in the child (verify/spy.py).
 
-    result = judge_method("two_layer_train", meta, arrays)     # a TargetResult: rows per case and quantity, hints
+    judge_method(result, meta, arrays)    # fills a fresh TargetResult of kind two_layer_train: rows and hints
 
 train, per case: how often self.loss was called (num_iters), the batch size, every row of X_batch a row of X,
 y_batch those rows' labels, reg passed on, drawn with replacement (without: a note), the update p - lr_t * grad of
@@ -12,6 +12,8 @@ exact in float64 (the spy returns the course's gradients), so the tolerance is r
 """
 import numpy as np
 
+from verify.compare import Row
+from verify.kinds import KINDS
 from verify.predict_checks import judge_predict
 from verify.spy import TRAIN_SEED, course_scores, method_cases
 
@@ -342,11 +344,10 @@ def _hint_text(kind, key):
     return HINTS.get(key, key)
 
 
-def judge_method(kind, meta, arrays):
-    """A TargetResult for a train or predict target, from the child's record."""
-    from verify.checks import CheckRow, TargetResult  # checks.py calls this module
-
-    result = TargetResult("", "", kind=kind)
+def judge_method(result, meta, arrays):
+    """Fill result (a fresh TargetResult of a train or predict kind: verify/checks.py) from the child's record, and
+    return it."""
+    kind = result.kind
     metas = meta["cases"]
     errors = [m for m in metas if m.get("status") == "ERROR"]
     if errors:  # Python 2 inside the method, a name NumPy removed: not the algorithm
@@ -355,12 +356,12 @@ def judge_method(kind, meta, arrays):
     notes = [m.get("note") for m in metas]
     if all(notes) and len(set(notes)) == 1:  # the same failure in every case: one line
         result.status, result.message = "FAIL", f"{notes[0]} (in every case)"
-        result.rows.append(CheckRow("every case", "call", "course", np.nan, TOL, False, notes[0]))
+        result.rows.append(Row("every case", "call", "course", np.nan, TOL, False, notes[0]))
         return result
     items, result.notes = judge_train(kind, meta, arrays) if kind.endswith("_train") else \
         (judge_predict(kind, meta, arrays), [])
     for case, q, (passed, figure, note, hint) in items:
-        result.rows.append(CheckRow(case, q, "course", figure, TOL, bool(passed), note))
+        result.rows.append(Row(case, q, "course", figure, TOL, bool(passed), note))
         text = _hint_text(kind, hint) if not passed else None
         if text and text not in result.hints.get(q, []):
             result.hints.setdefault(q, []).append(text)
@@ -370,8 +371,6 @@ def judge_method(kind, meta, arrays):
 
 def format_method(result, output_block):
     """The text report of a train or predict target (what ``python -m verify --target`` prints for it)."""
-    from verify.kinds import KINDS
-
     lines = [f"== {result.where}:{result.name}  ({result.kind}: {KINDS[result.kind].api}; float64, a spy in "
              "place of self.loss)", *output_block]
     if result.message:
