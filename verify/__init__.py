@@ -14,6 +14,9 @@ Files in reading order:
     hints.py        mistake models: which common mistake reproduces the wrong numbers
     verdict.py      what the rows mean: generic and shared hints, a half-finished template's one line, PASS/FAIL
     checks.py       the two questions per target (course definition, own loss), conventions, judge
+    spy.py          train() and predict() in the child: their cases, and a spy in place of self.loss
+    train_checks.py train(): batches, the update, the learning-rate schedule, the histories, judged and hinted
+    predict_checks.py  predict(): the argmax class on random weights, and the common mistakes
     report.py       one target's text and JSON views
     assignment.py   the assignment spec: expected targets, points, visibility, seed (shipped specs: assignments/)
     classroom.py    a folder of submissions at once, in parallel: layouts, copies, MISSING rows, points

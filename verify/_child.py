@@ -22,8 +22,9 @@ import numpy as np
 
 from verify import job as wire
 from verify.calls import LOW_PRECISION_SEEN, BadCall, Runner, as_array  # noqa: F401 (as_array: public here too)
-from verify.kinds import KNOWN_NAMES, Unsupported, detect_kind
+from verify.kinds import KNOWN_NAMES, METHOD_KINDS, Unsupported, detect_kind
 from verify.loading import assignment_root, explain, import_target
+from verify.spy import run_method, with_methods
 
 OUTPUT_FILE_LIMIT = 64 * 2**20  # bytes any file the child writes may reach (not its stdout and stderr: a pipe)
 
@@ -120,7 +121,7 @@ def main(argv=None):
         emit("load_error", status=status, message=line)
         return
     try:
-        targets = targets_in(module, args.name, args.kind)
+        targets = with_methods(targets_in, module, args.name, args.kind)  # plus train/predict (verify/spy.py)
     except BadCall as e:
         emit("load_error", status=e.status, message=e.line)
         return
@@ -130,7 +131,7 @@ def main(argv=None):
             continue
         emit("start", name=n)
         try:
-            result = run_target(n, k, module, cases[k], root)
+            result = run_method(n, k, module, root) if k in METHOD_KINDS else run_target(n, k, module, cases[k], root)
         except BadCall as e:
             result = {"arrays": {}, "meta": {"error": e.line, "status": e.status}}
         wire.write_result(Path(args.out) / f"{n}.npz", result["meta"], result["arrays"])

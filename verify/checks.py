@@ -25,8 +25,9 @@ import numpy as np
 from verify.cases import LARGE, cases_for
 from verify.compare import NAN, Row, relative_error
 from verify.job import dir_key, fd_key, out_key, read_seed, write_job  # noqa: F401 (write_job: public here too)
-from verify.kinds import CONVENTIONS, KINDS, REG_FACTOR
+from verify.kinds import CONVENTIONS, KINDS, METHOD_KINDS, REG_FACTOR
 from verify.sandbox import Limits, run_file
+from verify.train_checks import judge_method
 from verify.verdict import (
     PSEUDO,
     UNIMPLEMENTED,
@@ -116,6 +117,8 @@ def warm_references(seed=None):
         import verify.references  # noqa: F401
         return
     for kind, spec in KINDS.items():
+        if kind in METHOD_KINDS:  # judged on the spy's record, with no autograd reference
+            continue
         for convention in (("full", "half") if spec.regularized else ("full",)):
             references(kind, convention)
 
@@ -309,7 +312,8 @@ def check_file(where, job, name=None, kind=None, reg_convention="auto", limits=N
                                         **common))
             continue
         try:
-            result = judge(k, meta, arrays, reg_convention, seed)
+            result = (judge_method(TargetResult(where, n, kind=k), meta, arrays) if k in METHOD_KINDS else
+                      judge(k, meta, arrays, reg_convention, seed))
         except Exception as e:  # a shape of output verify did not foresee: one line, never a traceback
             result = TargetResult(where, n, kind=k, status="ERROR",
                                   message=f"verify could not judge the outputs ({type(e).__name__}: {e}); "

@@ -32,6 +32,9 @@ affine_forward/backward, relu_forward/backward, softmax_loss, svm_loss; layer_ut
 Two questions per target, on every case (random, reg > 0, N = 1, C = 2, logits ~1e3), in float64:
   own     are the gradients those of your own loss? (centred finite differences of your loss)
   course  do loss, scores and gradients match the course's definition? (torch.autograd)
+train() and predict() (neural_net.TwoLayerNet 2016-2019; linear_classifier.LinearClassifier, Softmax, LinearSVM)
+run with a spy in place of self.loss: minibatches, the SGD update, the lr schedule, the histories, the argmax class
+(FILE:TwoLayerNet gives loss, train and predict; FILE:TwoLayerNet.train one method).
 The regularization convention is detected from your loss (--reg-convention auto): reg*sum(W*W) (cs231n
 2017-2019) or 0.5*reg*sum(W*W) (2016, fc_net.py); either passes when loss and gradient agree with it.
 
@@ -123,7 +126,7 @@ def _write_json(path, payload):
 def split_target(spec):
     """'path/file.py:NAME' -> ('path/file.py', 'NAME'); 'file.py' -> ('file.py', None); 'pkg.mod:NAME' too."""
     where, sep, name = spec.rpartition(":")
-    if sep and where and name.isidentifier():
+    if sep and where and all(part.isidentifier() for part in name.split(".")):  # NAME or Class.method
         return where, name
     return spec, None
 

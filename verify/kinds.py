@@ -11,6 +11,12 @@
     relu_forward           (x) -> (out, cache);        relu_backward (dout, cache) -> dx
     affine_relu_forward    (x, w, b) -> (out, cache);  affine_relu_backward (dout, cache) -> (dx, dw, db)
     softmax_loss, svm_loss (x, y) -> (loss, dx)
+    two_layer_train        neural_net.TwoLayerNet.train(X, y, X_val, y_val, learning_rate, learning_rate_decay, reg,
+                           num_iters, batch_size) -> {loss_history, train_acc_history, val_acc_history}  2016-2019
+    two_layer_predict      neural_net.TwoLayerNet.predict(X) -> (N,) labels                  2016-2019
+    linear_train           linear_classifier.LinearClassifier.train(X, y, learning_rate, reg, num_iters, batch_size)
+                           -> loss_history (Softmax, LinearSVM: through a subclass)          2016+
+    linear_predict         linear_classifier.LinearClassifier.predict(X) -> (N,) labels      2016+
 
 Imports nothing heavy: the child process uses it before it imports the student's code.
 """
@@ -56,7 +62,19 @@ KINDS = {k.name: k for k in [
           {"x": "dx", "w": "dw", "b": "db"}, forward="affine_relu_forward"),
     _kind("softmax_loss", "softmax_loss(x, y) -> (loss, dx)", ("loss", "dx"), {"x": "dx"}),
     _kind("svm_loss", "svm_loss(x, y) -> (loss, dx)", ("loss", "dx"), {"x": "dx"}),
+    # methods, judged on what they do with a spy in place of self.loss (verify/spy.py, verify/train_checks.py)
+    _kind("two_layer_train", "TwoLayerNet.train(X, y, X_val, y_val, learning_rate, learning_rate_decay, reg, "
+          "num_iters, batch_size) -> dict of histories", ("call", "iterations", "batch_size", "batch_rows",
+                                                          "batch_labels", "reg", "W1", "b1", "W2", "b2",
+                                                          "learning_rate", "loss_history", "train_acc_history",
+                                                          "val_acc_history")),
+    _kind("two_layer_predict", "TwoLayerNet.predict(X) -> (N,) class labels", ("call", "y_pred")),
+    _kind("linear_train", "LinearClassifier.train(X, y, learning_rate, reg, num_iters, batch_size) -> loss_history",
+          ("call", "iterations", "init", "batch_size", "batch_rows", "batch_labels", "reg", "W", "learning_rate",
+           "loss_history")),
+    _kind("linear_predict", "LinearClassifier.predict(X) -> (N,) class labels", ("call", "y_pred")),
 ]}
+METHOD_KINDS = ("two_layer_train", "two_layer_predict", "linear_train", "linear_predict")
 
 # the names cs231n's files define, and the kind of each (a file given without :NAME is searched for these)
 KNOWN_NAMES = {

@@ -6,7 +6,8 @@ from collections import Counter
 
 import numpy as np
 
-from verify.kinds import KINDS
+from verify.kinds import KINDS, METHOD_KINDS
+from verify.train_checks import format_method
 
 COLUMNS = {"course": "matches the course", "own": "matches your own loss"}  # a student's words for the checks
 
@@ -29,6 +30,8 @@ def _output_block(result):
 
 def format_target(result):
     """The report of one target (what ``python -m verify --target`` prints for it)."""
+    if result.kind in METHOD_KINDS:
+        return format_method(result, _output_block(result))
     head = f"== {result.where}:{result.name}"
     if result.kind:
         head += f"  ({result.kind}: {KINDS[result.kind].api}; float64)"
