@@ -211,3 +211,49 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     with pytest.raises(OSError, match="disk full"):
         atomic_write(path, broken)
     assert path.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["net.npz"]
+
+
+def damage_largest_member(path, fill, size=8192):
+    """Overwrite ``size`` bytes in the middle of the archive's largest member (a weight tensor) with ``fill``, as a
+    disk or a copy gone wrong would, keeping the file's length and its zip structure."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        info = max(archive.infolist(), key=lambda m: m.file_size)
+    data = bytearray(path.read_bytes())
+    name_len, extra_len = int.from_bytes(data[info.header_offset + 26:info.header_offset + 28], "little"), \
+        int.from_bytes(data[info.header_offset + 28:info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_len + extra_len + info.file_size // 2 - size // 2
+    data[start:start + size] = bytes([fill]) * size
+    path.write_bytes(bytes(data))
+    return info.filename
+
+
+@pytest.mark.parametrize("damage", ["zeroed block of weights", "0xFF block of weights", "zero-filled file",
+                                    "0xFF-filled file"])
+def test_a_damaged_checkpoint_is_refused_before_any_byte_is_used(tmp_path, damage):
+    """torch.load alone loads a zeroed block of weights as zeros; every read here checks the archive's CRC-32s
+    first and names the file (never suggesting weights_only=False)."""
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint(state(3, n=100_000), path)
+    if damage.endswith("block of weights"):
+        member = damage_largest_member(path, 0 if damage.startswith("zeroed") else 0xFF)
+        torch.load(path, weights_only=False)  # what torch.load alone does: no complaint
+        why = f"{member!r} in it fails its CRC-32 check"
+    else:
+        path.write_bytes(bytes([0 if damage.startswith("zero") else 0xFF]) * path.stat().st_size)
+        why = "not a zip archive"
+    with pytest.raises(ValueError) as info:
+        io.load_checkpoint(path)
+    msg = str(info.value)
+    assert msg.startswith(f"checkpoint {str(path)!r} is unreadable") and why in msg and "weights_only" not in msg
+
+
+def test_an_intact_checkpoint_passes_the_check(tmp_path):
+    from train.checkpoint_io import damage
+
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint(state(5), path)
+    assert damage(path) is None
+    assert_consistent(AtomicCheckpointIO().load_checkpoint(path))

@@ -49,7 +49,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         atomic_torch_save(checkpoint, path)
 
     def load_checkpoint(self, path, map_location=lambda storage, loc: storage, weights_only=None):
-        """The checkpoint dict at ``path``; a truncated or corrupt file raises ValueError naming it."""
+        """The checkpoint dict at ``path``; a truncated or corrupt file raises ValueError naming it, before any of
+        it is used (check_intact: every byte against the archive's CRC-32s)."""
+        if _is_local_file_protocol(path) and os.path.isfile(path):
+            check_intact(path)
         try:
             return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
         except FileNotFoundError:
@@ -58,6 +61,31 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             if "Weights only load failed" in str(err):  # a trust setting, not damage: Lightning's message is right
                 raise
             raise ValueError(unreadable_message(path, err)) from err
+
+
+def damage(path):
+    """Why the file at ``path`` is not an intact torch.save archive, or None. torch.save writes a zip archive with a
+    CRC-32 per member, but torch.load checks none of them (a zeroed block of weights loads as zeros); this reads
+    every member and checks it. An archive written without CRCs (torch.serialization.set_crc32_options(False))
+    cannot be checked and passes."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [m for m in archive.infolist() if m.file_size]
+            if members and all(m.CRC == 0 for m in members):
+                return None
+            bad = archive.testzip()  # the first member whose bytes do not match their CRC-32, or None
+    except zipfile.BadZipFile as err:
+        return f"not a zip archive as torch.save writes ({err})"
+    except Exception as err:  # a damaged header can fail in zipfile or zlib in many ways
+        return f"its archive cannot be read ({type(err).__name__}: {err})"
+    return f"{bad!r} in it fails its CRC-32 check: its bytes were changed after it was written" if bad else None
+
+
+def check_intact(path):
+    """Raise ValueError (unreadable_message) when the file at ``path`` is damaged (``damage``)."""
+    why = damage(path)
+    if why is not None:
+        raise ValueError(unreadable_message(path, why))
 
 
 def unreadable_message(path, err):

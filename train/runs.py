@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from torch_impl.neural_net import PARAM_NAMES
+from train.checkpoint_io import check_intact
 
 LOGS_ROOT = "lightning_logs"  # the CLI's CSVLogger: save_dir ".", name "lightning_logs"
 PARAM_KEYS = tuple(f"net.{name}" for name in PARAM_NAMES)  # TwoLayerNetModule's state_dict keys
@@ -34,6 +35,7 @@ def read_checkpoint(path, argument="--ckpt_path"):
                f"{LOGS_ROOT}/version_0/checkpoints/last.ckpt"
     if not Path(path).is_file():
         raise ValueError(f"{where}: no such file; {expected}")
+    check_intact(path)  # before torch.load trusts a byte of it
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
