@@ -18,7 +18,8 @@ from PIL import Image
 
 from tests.blobs import one_thread  # noqa: F401  (fixture)
 from tests.helpers import assert_close_report
-from train.data import ArrayDataModule, ArraySplits, WithReplacementBatches, batch_indices, check_splits
+from train.batches import WithReplacementBatches, batch_indices
+from train.data import ArrayDataModule, ArraySplits, check_splits
 from train.image_data import ImageFolderDataModule, augmented_views, pca_whitening, shifted
 from train.module import TwoLayerNetModule
 

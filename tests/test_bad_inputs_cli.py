@@ -37,19 +37,28 @@ BAD_INPUTS = [
     (["--config", SMOKE, "--checkpoint.save_last", "link"], "checkpoint.save_last: got 'link'"),
     (["--config", SMOKE, "--trainer.precision", "16-mixed"], "trainer.precision: got '16-mixed'"),
     (["--config", SMOKE, "--ckpt_path", "/nonexistent/last.ckpt"], "/nonexistent/last.ckpt"),
+    (["--config", SMOKE, "--trainer.max_epochs", "-5"], "trainer.max_epochs: got -5"),
+    (["--config", SMOKE, "--trainer.max_steps", "-5"], "trainer.max_steps: got -5"),
+    (["--config", SMOKE, "--trainer.val_check_interval", "0"], "trainer.val_check_interval: got 0"),
+    (["--config", SMOKE, "--trainer.check_val_every_n_epoch", "0"], "trainer.check_val_every_n_epoch: got 0"),
+    (["--config", SMOKE, "--trainer.devices", "0"], "Trainer(devices='0')"),
+    (["--config", SMOKE, "--trainer.accelerator", "gpu"], "gpu"),
+    (["--config", SMOKE, "--step_checkpoint.every_n_train_steps", "-3"], "every_n_train_steps=-3"),
+    (["--config", SMOKE, "--data.batch_size", "100000000"], "batch_size: got 100000000, more than the"),
 ]
 
 
 @pytest.mark.parametrize("args,needle", BAD_INPUTS, ids=[" ".join(a[2:] if a[0] == "--config" else a)
                                                           for a, _ in BAD_INPUTS])
 def test_bad_input_exits_2_with_one_line_naming_the_argument(args, needle, tmp_path, monkeypatch, capsys):
-    if "16-mixed" in args and torch.cuda.is_available():
-        pytest.skip("16-mixed is supported (with a GradScaler) where CUDA is available")
+    if ("16-mixed" in args or "gpu" in args) and torch.cuda.is_available():
+        pytest.skip("16-mixed and the gpu accelerator work where CUDA is available")
     monkeypatch.chdir(tmp_path)
     assert run_cli(["fit", *args]) == 2
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and needle in errors[0], err[-2000:]
+    assert not list(tmp_path.glob("lightning_logs/version_*")), "a refused run left a version folder"
     assert "Traceback" not in err
 
 

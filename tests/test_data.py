@@ -11,7 +11,8 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from tests.helpers import assert_close_report
-from train.data import ContiguousChunks, DigitsDataModule, SpiralDataModule, WithReplacementBatches, batch_indices
+from train.batches import ContiguousChunks, WithReplacementBatches, batch_indices
+from train.data import DigitsDataModule, SpiralDataModule
 from train.module import TwoLayerNetModule
 
 pytestmark = pytest.mark.lightning

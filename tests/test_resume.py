@@ -23,8 +23,8 @@ import pytest
 import torch
 
 from tests.helpers import assert_close_report
+from train.batches import WithReplacementBatches
 from train.cli import run_cli
-from train.data import WithReplacementBatches
 from train.module import TwoLayerNetModule
 
 pytestmark = [pytest.mark.lightning, pytest.mark.slow]

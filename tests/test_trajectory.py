@@ -1,7 +1,7 @@
 """Trajectory equivalence: the NumPy reference's TwoLayerNet.train and the Lightning module trained by
 Trainer.fit take the same steps.
 
-From identical initial parameters and the identical batch-index sequence (train.data.batch_indices, fed to the
+From identical initial parameters and the identical batch-index sequence (train.batches.batch_indices, fed to the
 reference through its ``sample_indices`` hook), in float64 (precision "64-true") with cs231n's lr schedule, the
 loss of every step and the final parameters agree to rel 1e-9 over 300 steps and 30 lr decays, both with one
 front-door step per training_step and with the 16-step blocks ``python -m train fit`` runs by default (the fused
@@ -16,7 +16,8 @@ import torch
 
 from reference_numpy.neural_net import TwoLayerNet as NumpyTwoLayerNet
 from tests.helpers import CUDA, assert_close_report
-from train.data import ArrayDataModule, ArraySplits, batch_indices
+from train.batches import batch_indices
+from train.data import ArrayDataModule, ArraySplits
 from train.module import TwoLayerNetModule
 from train.step_blocks import StepBlock
 

@@ -9,7 +9,8 @@ The files, in reading order (docs/train.md, "How fit reaches the update", walks 
     step_blocks.py           StepBlock and StepBlockRunner: the steps of a training_step on the path chosen at fit
                              start (front door | fused | graph)
     steps.py, schedule.py    step counting (Every.crossed, lr_at, set_step, Lightning's counters, LastStep); EpochDecay
-    data.py, image_data.py   data modules: device-resident splits, the keyed with-replacement sampler
+    data.py, image_data.py   data modules: device-resident splits (data.py: precision_dtype, Digits, Spiral)
+    batches.py               the keyed with-replacement sampler (batch b of epoch e from (seed, e, b))
     callbacks.py             plots, predictions.csv, the run settings in checkpoints, the SGD-step progress bar
     divergence.py            DivergenceGuard: stop at the first NaN/Inf step
     verification_callback.py GradientVerification: the gradients checked against autograd during training

@@ -51,6 +51,7 @@ import sys
 from pathlib import Path
 
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -58,14 +59,23 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 import train.data  # noqa: F401  (registers DigitsDataModule, SpiralDataModule for --data SHORT_NAME)
 import train.image_data  # noqa: F401  (registers CIFAR10DataModule, ImageFolderDataModule for --data)
 from train.callbacks import PredictionsCSV, RunSettings, StepProgressBar, TrainingPlots
-from train.checkpoint_io import AtomicCheckpointIO, LastCheckpoint, unreadable_message
+from train.checkpoint_io import AtomicCheckpointIO, LastCheckpoint
 from train.cli_argv import DEFAULT_CONFIG, with_run_config
 from train.cli_help import FULL_HELP_FLAG, ShortHelpParser
+from train.config_checks import check_trainer, is_system_error, os_error_line
 from train.data import ArrayDataModule
 from train.divergence import DivergenceGuard, TrainingDiverged
 from train.module import TwoLayerNetModule
 from train.quiet import quiet_known_noise
-from train.runs import LOGS_ROOT, last_checkpoints, param_shapes, read_checkpoint, run_config_of, shape_text
+from train.runs import (
+    LOGS_ROOT,
+    intact_or_fallback,
+    last_checkpoints,
+    param_shapes,
+    read_checkpoint,
+    run_config_of,
+    shape_text,
+)
 from train.verification_callback import GradientVerificationError
 
 # The default progress bar redraws every this many batches (and at each epoch's end) instead of Lightning's every
@@ -120,6 +130,7 @@ class TwoLayerCLI(LightningCLI):
 
     def before_instantiate_classes(self):
         config = self.config[self.subcommand] if self.subcommand else self.config
+        check_trainer(config.get("trainer") or {})  # the settings Lightning accepts and then fails on mid-run
         for key in ("checkpoint", "step_checkpoint"):
             if config.get(key) and config[key].get("save_last") == "link":
                 raise ValueError(f"{key}.save_last: got 'link'; expected true or false (a link is made by deleting "
@@ -215,10 +226,10 @@ class TwoLayerCLI(LightningCLI):
                              "(python -m train fit writes one)")
         skipped = []
         for path in candidates:
-            try:
-                found = param_shapes(read_checkpoint(path)["state_dict"])
-            except ValueError as err:  # a torn file: name it and the intact checkpoints beside it
-                raise ValueError(unreadable_message(path, err.__cause__ or err)) from err
+            path = intact_or_fallback(path, say)  # a damaged last.ckpt: the newest intact checkpoint of its run
+            if path is None:
+                continue
+            found = param_shapes(read_checkpoint(path)["state_dict"])
             if found == shapes:
                 passed = f"; passed over newer runs of other shapes: {', '.join(skipped)}" if skipped else ""
                 verb = "resuming from" if self.subcommand == "fit" else "using"
@@ -314,9 +325,15 @@ def run_cli(argv: list[str]) -> int:
         cleanup_failed(started)
         print(one_line(err), file=sys.stderr)
         return TrainingDiverged.exit_code
-    except (ValueError, FileNotFoundError) as err:  # bad arguments or data; a --ckpt_path that does not exist
+    except (ValueError, FileNotFoundError, MisconfigurationException) as err:  # bad arguments, data or checkpoint
         cleanup_failed(started)
         print(one_line(err), file=sys.stderr)
+        return 2
+    except OSError as err:  # disk full, no permission, a read-only folder: said in one line, with the fix
+        if not is_system_error(err):
+            raise
+        cleanup_failed(started)
+        print(os_error_line(err), file=sys.stderr)
         return 2
     return 0
 

@@ -37,13 +37,6 @@ def check_trainer(trainer):
             raise ValueError(f"trainer.{key}: got {value}; expected {expected}")
 
 
-def check_every_n(name, value):
-    """A checkpoint or guard interval: ValueError unless None or an integer >= 1 (0 switches it off where the
-    callback allows)."""
-    if value is not None and value < 0:
-        raise ValueError(f"{name}: got {value}; expected an integer >= 1 (or 0 to switch it off)")
-
-
 OS_ERROR_HINTS = {
     errno.ENOSPC: "no space left on device",
     errno.EDQUOT: "disk quota exceeded",

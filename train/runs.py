@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from torch_impl.neural_net import PARAM_NAMES
-from train.checkpoint_io import check_intact
+from train.checkpoint_io import check_intact, damage
 
 LOGS_ROOT = "lightning_logs"  # the CLI's CSVLogger: save_dir ".", name "lightning_logs"
 PARAM_KEYS = tuple(f"net.{name}" for name in PARAM_NAMES)  # TwoLayerNetModule's state_dict keys
@@ -88,3 +88,19 @@ def newest_last_checkpoint(root=LOGS_ROOT, folders=()):
     """The newest last*.ckpt of the runs under ``root`` and in ``folders`` (last_checkpoints), or None: what
     validate/test/predict/export take without a checkpoint, and ``--ckpt_path last``."""
     return next(iter(last_checkpoints(root, folders)), None)
+
+
+def intact_or_fallback(path, say=lambda text: None):
+    """``path`` when it is intact; for a damaged one, the newest intact checkpoint in its folder (the same run),
+    said through ``say``; None when there is none."""
+    why = damage(path)
+    if why is None:
+        return path
+    folder = Path(path).parent
+    others = sorted((p for p in folder.glob("*.ckpt") if p != Path(path) and damage(p) is None),
+                    key=os.path.getmtime, reverse=True)
+    if not others:
+        say(f"{path} is damaged ({why}), and no intact checkpoint lies beside it: passed over")
+        return None
+    say(f"{path} is damaged ({why}): using the newest intact checkpoint of its run, {others[0]}, instead")
+    return str(others[0])

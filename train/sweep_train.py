@@ -47,7 +47,7 @@ def train_together(trials, splits, model, batch_size, seed, on_epoch_end=None, g
     is asked after every epoch of trial i but its last; True prunes it. graph: replay each epoch from a CUDA graph.
     """
     from torch_impl.batched import BatchedTwoLayerNets
-    from train.data import WithReplacementBatches
+    from train.batches import WithReplacementBatches
     from train.schedule import EpochDecay
 
     X, y = splits.X_train, splits.y_train

@@ -37,7 +37,7 @@ def load_data(dtype):
 # [bridge:ladder-dataloader-batches]
 def epoch_batches(epoch, num_examples):
     """fit's batches of one epoch: ceil(N / B) index arrays drawn with replacement (cs231n's np.random.choice(N, B)),
-    batch b from a generator keyed by (seed, epoch, b) (train/data.py, batch_indices)."""
+    batch b from a generator keyed by (seed, epoch, b) (train/batches.py, batch_indices)."""
     return [np.random.default_rng([seed, epoch, b]).integers(0, num_examples, batch_size)
             for b in range(math.ceil(num_examples / batch_size))]
 # [/bridge:ladder-dataloader-batches]
