@@ -141,8 +141,10 @@ def test_kill_at_a_random_moment_then_resume_is_bit_identical(straight, tmp_path
     assert_bit_identical(load(last_ckpt(tmp_path)), want)
 
 
-def test_truncated_last_checkpoint_is_named_and_the_best_one_still_resumes(straight, tmp_path, monkeypatch,
-                                                                           capsys):
+def test_a_damaged_last_checkpoint_is_refused_by_name_and_passed_over_by_last(straight, tmp_path, monkeypatch,
+                                                                              capsys):
+    """A torn last.ckpt given by name: one error line naming it and the intact checkpoint beside it, exit 2.
+    ``--ckpt_path last``: the newest intact checkpoint of the run (the best one), said on stderr."""
     _, done = straight
     folder = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
     folder.mkdir(parents=True)
@@ -150,13 +152,16 @@ def test_truncated_last_checkpoint_is_named_and_the_best_one_still_resumes(strai
         (folder / ckpt.name).write_bytes(ckpt.read_bytes())
     last = folder / "last.ckpt"
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # a torn copy, as a non-atomic writer leaves
+    best = sorted(folder.glob("best-*.ckpt"))
+    assert len(best) == 1
     monkeypatch.chdir(tmp_path)
-    assert run_cli([*RUN, "--trainer.max_epochs", "4", "--ckpt_path", "last"]) == 2
+    assert run_cli([*RUN, "--trainer.max_epochs", "4", "--ckpt_path", str(last)]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: checkpoint") and str(last) in err and "unreadable" in err
-    best = sorted(folder.glob("best-*.ckpt"))
-    assert len(best) == 1 and best[0].name in err  # the message points at the intact checkpoint
-    assert run_cli([*RUN, "--trainer.max_epochs", "4", "--ckpt_path", str(best[0])]) == 0
+    assert best[0].name in err  # the message points at the intact checkpoint
+    assert run_cli([*RUN, "--trainer.max_epochs", "4", "--ckpt_path", "last"]) == 0
+    err = capsys.readouterr().err
+    assert f"{last} is damaged" in err and f"using the newest intact checkpoint of its run, {best[0]}" in err
     resumed = load(last_ckpt(tmp_path))
     assert resumed["global_step"] == 28 and torch.isfinite(resumed["state_dict"]["net.W1"]).all()
 
