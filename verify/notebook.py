@@ -303,7 +303,7 @@ def _first_failure(result, quantity):
 def _target_html(result):
     """One target: its status, the table of cases and quantities, the failing quantities with their hints."""
     from verify.kinds import KINDS
-    from verify.report import COLUMNS
+    from verify.report import COLUMNS, rows_by_case
 
     style = PASS_STYLE if result.status == "PASS" else FAIL_STYLE
     api = f" ({_e(result.kind)}: {_e(KINDS[result.kind].api)})" if result.kind else ""
@@ -313,10 +313,7 @@ def _target_html(result):
         parts.append(f"<p>{_e(result.message)}</p>")
     if result.convention_note:
         parts.append(f"<p>convention {_e(result.convention_note)}</p>")
-    table = {}
-    for r in result.rows:
-        if r.quantity != "unfinished":  # one line for every case: said once, below
-            table.setdefault((r.case, r.quantity), {})[r.check] = r
+    table = rows_by_case(result)
     if table:
         parts.append(f"<table><tr><th>case</th><th>quantity</th><th>{_e(COLUMNS['course'])}<br>(autograd)</th>"
                      f"<th>{_e(COLUMNS['own'])}<br>(finite differences)</th><th>result</th><th></th></tr>")

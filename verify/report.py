@@ -41,10 +41,7 @@ def format_target(result):
         return "\n".join(lines)
     if result.convention_note:
         lines.append(f"convention {result.convention_note}")
-    table = {}
-    for r in result.rows:
-        if r.quantity != "unfinished":  # one line for every case: said once, below
-            table.setdefault((r.case, r.quantity), {})[r.check] = r
+    table = rows_by_case(result)
     lines.append("relative errors against the course's definition (torch.autograd) and against centred finite "
                  "differences of your own loss:")
     lines.append(f"{'case':<14} {'quantity':<9} {COLUMNS['course']:>18} {COLUMNS['own']:>21}  result")
@@ -93,3 +90,13 @@ def to_json(result, submission=None):
     if submission is not None:
         out = {"submission": submission, **out}
     return out
+
+
+def rows_by_case(result):
+    """{(case, quantity): {check: row}} of a target's rows, in order; the "unfinished" rows (one line for every
+    case) are said once elsewhere."""
+    table = {}
+    for r in result.rows:
+        if r.quantity != "unfinished":
+            table.setdefault((r.case, r.quantity), {})[r.check] = r
+    return table
