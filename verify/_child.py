@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from verify import job as wire
+from verify import torch_loops
 from verify.calls import LOW_PRECISION_SEEN, BadCall, Runner, as_array  # noqa: F401 (as_array: public here too)
 from verify.kinds import KNOWN_NAMES, METHOD_KINDS, Unsupported, detect_kind
 from verify.loading import assignment_root, explain, import_target
@@ -68,9 +69,9 @@ def run_target(name, kind, module, cases, root):
                 runner.mode = "torch"  # code written for torch tensors: give it tensors
                 try:
                     outs, changed = runner.outputs(case)
-                except BadCall:
-                    runner.mode = "numpy"
-                    raise numpy_error from None
+                except BadCall as torch_error:  # torch code that refused NumPy arrays: its error on tensors
+                    runner.mode = "torch" if "numpy.ndarray" in numpy_error.line else "numpy"
+                    raise (torch_error if runner.mode == "torch" else numpy_error) from None
             entry["changed"], entry["absent"] = changed, runner.absent
             entry["low_precision"] = sorted(LOW_PRECISION_SEEN)
             for q, v in outs.items():
@@ -131,7 +132,9 @@ def main(argv=None):
             continue
         emit("start", name=n)
         try:
-            result = run_method(n, k, module, root) if k in METHOD_KINDS else run_target(n, k, module, cases[k], root)
+            result = (run_method(n, k, module, root) if k in METHOD_KINDS else
+                      torch_loops.run_target(n, k, module, cases, root) if k in torch_loops.CASES else  # the kit's
+                      run_target(n, k, module, cases[k], root))
         except BadCall as e:
             result = {"arrays": {}, "meta": {"error": e.line, "status": e.status}}
         wire.write_result(Path(args.out) / f"{n}.npz", result["meta"], result["arrays"])

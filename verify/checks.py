@@ -27,6 +27,7 @@ from verify.compare import NAN, Row, relative_error
 from verify.job import dir_key, fd_key, out_key, read_seed, write_job  # noqa: F401 (write_job: public here too)
 from verify.kinds import CONVENTIONS, KINDS, METHOD_KINDS, REG_FACTOR
 from verify.sandbox import Limits, run_file
+from verify.torch_kinds import SPECS as TORCH_KINDS
 from verify.train_checks import judge_method
 from verify.verdict import (
     PSEUDO,
@@ -117,7 +118,7 @@ def warm_references(seed=None):
         import verify.references  # noqa: F401
         return
     for kind, spec in KINDS.items():
-        if kind in METHOD_KINDS:  # judged on the spy's record, with no autograd reference
+        if kind in METHOD_KINDS or kind in TORCH_KINDS:  # judged on the spy's record, with no autograd reference
             continue
         for convention in (("full", "half") if spec.regularized else ("full",)):
             references(kind, convention)
@@ -255,6 +256,10 @@ def _stops_early(result, kind, cases, metas, outputs):
 def judge(kind, meta, arrays, requested_convention="auto", seed=None):
     """A TargetResult's kind, status, convention, rows and hints from the child's raw outputs on the cases of
     the seed (None: the fixed cases): the course check, the own-loss check, then the verdict."""
+    if kind in TORCH_KINDS:  # the PyTorch kit's kinds: verify/torch_checks.py
+        from verify.torch_checks import judge as judge_torch
+
+        return TargetResult("", "", kind=kind, **judge_torch(kind, meta, arrays, seed))
     result = TargetResult("", "", kind=kind)
     cases, metas = cases_for(kind, seed), meta["cases"]
     outputs = [{q: arrays[out_key(i, q)] for q in KINDS[kind].quantities if out_key(i, q) in arrays}

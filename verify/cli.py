@@ -7,6 +7,7 @@ Usage::
     python -m verify --target cs231n/classifiers/fc_net.py:TwoLayerNet --reg-convention half
     python -m verify --submissions class/ --assignment a.yaml --gradebook grades.csv --feedback feedback/
     python -m verify autograder --assignment a.yaml --out autograder.zip     # Gradescope (verify/autograder.py)
+    python -m verify homework mykit/                # write the PyTorch homework kit (TODOs that verify checks)
 
 The console script ``verify`` is the same command. Exit status: 0 all PASS (for --submissions: the class could be
 checked), 1 a target FAILed, 2 a usage error, a file that cannot be read or written, or a target that cannot be
@@ -37,6 +38,11 @@ run with a spy in place of self.loss: minibatches, the SGD update, the lr schedu
 (FILE:TwoLayerNet gives loss, train and predict; FILE:TwoLayerNet.train one method).
 The regularization convention is detected from your loss (--reg-convention auto): reg*sum(W*W) (cs231n
 2017-2019) or 0.5*reg*sum(W*W) (2016, fc_net.py); either passes when loss and gradient agree with it.
+
+PyTorch (python -m verify homework DIR writes a kit of these): two_layer_loss(X, y, W1, b1, W2, b2, reg) on
+tensors; an autograd.Function (TwoLayerLoss, SoftmaxLoss): backward against autograd of its own forward and the
+course; train(X, y, params, batches, learning_rate, reg) with torch.optim.SGD: every update; a LightningModule:
+one training_step under a Trainer against one SGD step of the course's loss.
 
 Your code runs in a child process with a time limit, a memory cap and closed stdin; what it prints is captured.
 This protects against mistakes (endless loops, exit(), runaway memory), not against hostile code: it runs with
@@ -275,6 +281,10 @@ def run(argv):
         from verify.autograder import main as autograder_main
 
         return autograder_main(argv)
+    if argv[:1] == ["homework"]:  # python -m verify homework DIR: verify/homework_kit.py
+        from verify.homework_kit import main as homework
+
+        return homework(argv[1:])
     args = build_parser().parse_args(argv)
     if args.kind and not args.target:
         print("error: --kind needs --target", file=sys.stderr)

@@ -24,6 +24,7 @@ import inspect
 from dataclasses import dataclass
 
 from reference_numpy.neural_net import PARAM_NAMES  # the one order of W1, b1, W2, b2 (numpy only, no torch)
+from verify import torch_kinds
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,9 @@ KNOWN_NAMES = {
                                "affine_relu_forward", "affine_relu_backward", "softmax_loss", "svm_loss")},
 }
 
+KINDS.update({name: _kind(name, *spec) for name, spec in torch_kinds.SPECS.items()})  # the PyTorch kit's kinds
+KNOWN_NAMES.update(torch_kinds.KNOWN_NAMES)
+
 CONVENTIONS = {
     "full": ("reg*sum(W*W), gradient 2*reg*W", "cs231n 2017-2019 softmax.py and neural_net.py"),
     "half": ("0.5*reg*sum(W*W), gradient reg*W", "cs231n 2016, and fc_net.py from 2017 on"),
@@ -139,6 +143,11 @@ def detect_kind(name, obj, override=None):
     """The kind of obj (found under ``name``); ``override`` (--kind) is taken when the signature fits it.
     Raises Unsupported with "unsupported: expected ..." when obj fits no API."""
     what = f"{name}{signature_text(obj)}"
+    torch_kind, unsupported = torch_kinds.detect(name, obj, override)  # autograd.Function, train, LightningModule
+    if unsupported:
+        raise Unsupported(unsupported)
+    if torch_kind:
+        return torch_kind
     if inspect.isclass(obj):
         kind = override or _net_kind(obj)
         if kind not in ("two_layer", "fc_net"):
