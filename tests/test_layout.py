@@ -107,12 +107,12 @@ def top_level_imports(path):
 
 
 @pytest.mark.parametrize("package,allowed", [
-    ("reference_numpy", {"numpy", "reference_numpy"}),
-    ("torch_impl", {"torch", "numpy", "torch_impl", "reference_numpy"}),
+    ("reference_numpy", {"numpy", "reference_numpy", "PIL"}),  # PIL: images.py decodes a picture file
+    ("torch_impl", {"torch", "numpy", "torch_impl", "reference_numpy", "PIL"}),
 ])
 def test_each_maths_folder_imports_only_the_rungs_below_it(package, allowed):
     """The standard library aside, what each folder's files import (lazy imports inside functions included):
-    reference_numpy only numpy; torch_impl only torch, numpy and reference_numpy."""
+    reference_numpy only numpy; torch_impl only torch, numpy and reference_numpy (and PIL to decode picture files)."""
     for path in sorted((ROOT / package).rglob("*.py")):
         others = top_level_imports(path) - allowed - set(sys.stdlib_module_names) - {"__future__"}
         assert not others, f"{path.relative_to(ROOT)} imports {sorted(others)}; {package} may import {sorted(allowed)}"

@@ -205,10 +205,16 @@ def test_any_wrong_step_of_one_parameter_fails_naming_it(factor, param):
         assert result.failed_quantities == [param], [r for r in result.rows if not r.passed]
 
 
-def test_submissions_find_linear_classifier(tmp_path):
-    from verify.classroom import find_files
+def test_submissions_grade_linear_classifier(tmp_path):
+    """The shipped 2016-2019 spec grades linear_classifier.py's train and predict, found at any depth."""
+    from verify.assignment import load_spec
+    from verify.classroom import grade_class
 
-    folder = tmp_path / "student" / "assignment1" / "cs231n" / "classifiers"
+    folder = tmp_path / "class" / "student" / "assignment1" / "cs231n" / "classifiers"
     folder.mkdir(parents=True)
-    (folder / "linear_classifier.py").write_text((TRAIN / "linear_correct.py").read_text())
-    assert [p.name for p in find_files(tmp_path / "student")] == ["linear_classifier.py"]
+    (folder / "linear_classifier.py").write_text((ROOT / "reference_numpy" / "linear_classifier.py").read_text())
+    students = grade_class(tmp_path / "class", load_spec("cs231n-a1-2016-2019"), jobs=1)
+    graded = {g.target.name: g for g in students[0].graded}
+    assert graded["LinearClassifier.train"].result.status == "PASS", graded["LinearClassifier.train"].result.message
+    assert graded["LinearClassifier.predict"].result.status == "PASS"
+    assert graded["TwoLayerNet.train"].result.status == "MISSING"
