@@ -162,3 +162,16 @@ def test_broken_markers_are_named(source, message):
     with pytest.raises(bb.BridgeError, match=re.escape(message)) as err:
         bb.parse_regions(source, "src.py")
     assert str(err.value).startswith("src.py:")
+
+
+def test_the_readme_is_a_short_door_whose_links_all_work():
+    """README.md stays a door (150 lines at most); every relative link in it names a file of this clone."""
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    assert len(text.splitlines()) <= 150
+    links = re.findall(r"\]\(([^)#]+)\)", text)
+    local = [link for link in links if "://" not in link]
+    assert len(local) >= 8
+    missing = [link for link in local if not (ROOT / link).exists()]
+    assert not missing, f"README.md links to files that do not exist: {missing}"
+    assert "../shared" not in text  # paths work from any clone
