@@ -44,7 +44,7 @@ BAD_INPUTS = [
     (["--config", SMOKE, "--trainer.devices", "0"], "Trainer(devices='0')"),
     (["--config", SMOKE, "--trainer.accelerator", "gpu"], "gpu"),
     (["--config", SMOKE, "--step_checkpoint.every_n_train_steps", "-3"], "every_n_train_steps=-3"),
-    (["--config", SMOKE, "--data.batch_size", "100000000"], "batch_size: got 100000000, more than the"),
+    (["--config", SMOKE, "--data.batch_size", "100000000"], "training examples, and one batch would take"),
 ]
 
 

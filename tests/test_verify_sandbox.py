@@ -75,10 +75,13 @@ def test_no_process_outlives_a_class_checked_two_at_a_time(tmp_path, pid_file, c
         folder = tmp_path / "class" / student / "assignment1" / "cs231n" / "classifiers"
         folder.mkdir(parents=True)
         shutil.copy(ORPHANS / file, folder / "softmax.py")
-    argv = ["--submissions", str(tmp_path / "class"), "--jobs", "2", "--timeout", "20", "--max-memory", "2G"]
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: orphans\ntargets:\n  - {file: softmax.py, name: softmax_loss_vectorized, points: 1}\n")
+    argv = ["--submissions", str(tmp_path / "class"), "--assignment", str(spec), "--jobs", "2", "--timeout", "20",
+            "--max-memory", "2G"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "3 targets: 3 PASS" in out, out
+    assert "3 targets of 3 submission(s): 3 PASS" in out, out
     pids = started(pid_file)
     assert len(pids) == 4 and [pid for pid in pids if alive(pid)] == []
 

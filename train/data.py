@@ -11,6 +11,7 @@ already preprocessed (mean image of the train split subtracted). Batches come fr
 epoch is ceil(num_train / batch_size) batches and batch ``b`` of epoch ``e`` is drawn from a generator keyed by
 (seed, e, b), so runs are reproducible and a resumed run continues the same sequence (train/batches.py).
 """
+import os
 from dataclasses import dataclass
 
 import lightning as L
@@ -84,10 +85,7 @@ class ArrayDataModule(L.LightningDataModule):
         if self._splits is None:
             splits = self.load()
             check_splits(splits)
-            num_train = splits.X_train.shape[0] // splits.train_views
-            if self.batch_size > num_train:  # before a (B, D) batch is ever gathered
-                raise ValueError(f"batch_size: got {self.batch_size}, more than the {num_train} training examples; "
-                                 f"expected at most {num_train} (cs231n: 200)")
+            check_batch_fits(self.batch_size, splits)  # before a (B, D) batch is ever gathered
             self._splits = splits
         return self._splits
 
@@ -172,6 +170,16 @@ class ArrayDataModule(L.LightningDataModule):
         """Why split ``name`` ("test") cannot be served, told from the constructor's ``init_args`` before any data
         is loaded (asked by the CLI before test and predict); None when it can be, or when loading must tell."""
         return None
+
+
+def check_batch_fits(batch_size, s):
+    """A batch larger than the training split is drawn with replacement (as np.random.choice(N, B) allows), but
+    one whose (B, D) float32 batch would take over half of this machine's memory is refused before it is made."""
+    num_train, memory = s.X_train.shape[0] // s.train_views, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    need = batch_size * s.X_train.shape[1] * 4
+    if batch_size > num_train and need > memory / 2:
+        raise ValueError(f"batch_size: got {batch_size}, more than the {num_train} training examples, and one batch "
+                         f"would take {need / 2**30:.1f} GiB; expected at most {num_train} (cs231n: 200)")
 
 
 def check_splits(s):

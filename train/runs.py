@@ -35,7 +35,8 @@ def read_checkpoint(path, argument="--ckpt_path"):
                f"{LOGS_ROOT}/version_0/checkpoints/last.ckpt"
     if not Path(path).is_file():
         raise ValueError(f"{where}: no such file; {expected}")
-    check_intact(path)  # before torch.load trusts a byte of it
+    if zipfile.is_zipfile(path):  # torch.save's archive: its CRC-32s checked before torch.load trusts a byte
+        check_intact(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:

@@ -141,6 +141,7 @@ class LossSpy:
         if X is None:
             raise SpyStop("looks unfinished: self.loss was called with X_batch None: draw the minibatch (fill in the "
                           "TODO)")
+        given = [X, *self.params().values()]
         params = {n: None if p is None else np.array(_array(p), dtype=np.float64) for n, p in self.params().items()}
         missing = [n for n, p in params.items() if p is None]
         if missing:
@@ -148,7 +149,7 @@ class LossSpy:
         X = np.array(_array(X), dtype=np.float64)
         if y is None:
             self.predict_calls += 1
-            return course_scores(params, X)
+            return _like(given, course_scores(params, X))
         y = np.array(_array(y))
         if y.shape != X.shape[:1] or not np.issubdtype(y.dtype, np.integer):
             raise SpyStop(f"y_batch has shape {y.shape} and dtype {y.dtype}; expected ({X.shape[0]},) class indices")
@@ -320,7 +321,8 @@ def method_targets(module, name, override):
         fam = family(name, cls)
         if fam is None and override is None:
             return [], False
-        present = tuple(m for m in ("train", "predict") if callable(getattr(cls, m, None)))  # a net may have none
+        present = tuple(m for m in ("train", "predict") if callable(getattr(cls, m, None))  # a net may have none
+                        and not _from_a_library(cls))  # an nn.Module's train(mode) and predict are not cs231n's
         return _methods_of(module, name, wanted or present, override), bool(override) or fam != "two_layer"
     out = []
     for class_name, cls in vars(module).items():
@@ -329,6 +331,18 @@ def method_targets(module, name, override):
         own = [m for m in ("train", "predict") if m in vars(cls)]  # inherited methods are checked in their class
         out += _methods_of(module, class_name, own, None)
     return out, False
+
+
+def _like(given, scores):
+    """scores as a tensor when the student's code works on tensors (X or a parameter is one), else as they are."""
+    tensor = next((g for g in given if type(g).__module__.startswith("torch")), None)
+    return scores if tensor is None else sys.modules["torch"].as_tensor(scores, device=tensor.device)
+
+
+def _from_a_library(cls):
+    """Whether cls is built on a library's class (torch.nn.Module, a LightningModule): its train(mode) and its
+    parameters are that library's, not cs231n's API (the kit's checks judge those)."""
+    return any(c.__module__.split(".")[0] in ("torch", "lightning", "pytorch_lightning") for c in cls.__mro__[1:])
 
 
 def with_methods(targets_in, module, name, override):
