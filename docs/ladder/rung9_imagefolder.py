@@ -28,7 +28,7 @@ device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 def load_data(root, dtype):
     """Train and val Datasets of (x (3 S S,), y) pairs from root/train, minus the train split's mean image; and the
     class names (the sorted folder names)."""
-    pixels = v2.Compose([v2.PILToTensor(), v2.Resize((image_size, image_size), antialias=True)])  # (3, S, S) uint8
+    pixels = v2.Compose([v2.Resize((image_size, image_size)), v2.PILToTensor()])  # PIL's bilinear; (3, S, S) uint8
     images = datasets.ImageFolder(os.path.join(root, "train"), transform=pixels)
     order = np.random.default_rng(0).permutation(len(images))  # fit's fixed shuffle (the files are listed by class)
     train_rows, val_rows = order[:-num_val], order[-num_val:]
