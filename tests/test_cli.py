@@ -125,23 +125,24 @@ def test_default_fit_reaches_097_on_digits_quietly(tmp_path):
         assert_png(run_dir / name)
 
 
-@pytest.mark.slow
-def test_test_and_export_refuse_a_damaged_checkpoint_in_one_line(smoke_fit, tmp_path):
+def test_test_and_export_refuse_a_damaged_checkpoint_in_one_line(smoke_fit, tmp_path, monkeypatch, capsys):
     """A block of W1's bytes zeroed inside last.ckpt: test, validate and export each end with one error: line naming
     the file, exit status 2, and export writes nothing."""
     import shutil
 
     from tests.test_checkpoint_io import damage_largest_member
+    from train.cli import run_cli
+    from train.export_cmd import main as export_main
 
     cwd, run_dir, _ = smoke_fit
     ckpt = tmp_path / "last.ckpt"
     shutil.copy(run_dir / "checkpoints" / "last.ckpt", ckpt)
     damage_largest_member(ckpt, 0, size=1024)
-    for args in (["test", "--ckpt_path", str(ckpt), "--config", SMOKE],
-                 ["validate", "--ckpt_path", str(ckpt), "--config", SMOKE],
-                 ["export", "--ckpt_path", str(ckpt), "--out", str(tmp_path / "net.npz")]):
-        proc = run_train(tmp_path, *args, check=False)
-        err = proc.stderr.strip().splitlines()
-        assert proc.returncode == 2 and len(err) == 1, f"{args}: {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-        assert "error: " in err[0] and "last.ckpt" in err[0] and "CRC-32" in err[0], err
+    monkeypatch.chdir(tmp_path)
+    for command in (lambda: run_cli(["test", "--ckpt_path", str(ckpt), "--config", SMOKE]),
+                    lambda: run_cli(["validate", "--ckpt_path", str(ckpt), "--config", SMOKE]),
+                    lambda: export_main(["--ckpt_path", str(ckpt), "--out", str(tmp_path / "net.npz")])):
+        assert command() == 2
+        err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+        assert len(err) == 1 and "last.ckpt" in err[0] and "CRC-32" in err[0], err
     assert not (tmp_path / "net.npz").exists()
