@@ -219,3 +219,13 @@ def test_imagefolder_bad_roots_and_sizes(tmp_path):
         _ = ImageFolderDataModule(str(tmp_path / "small"), num_val=100, cache_dir=str(tmp_path / "c")).splits
     with pytest.raises(ValueError, match="image_size"):
         ImageFolderDataModule(str(tmp_path / "small"), image_size=0)
+
+
+def test_imagefolder_with_one_class_is_refused_in_its_own_words(tmp_path):
+    write_tree(tmp_path)
+    for path in (tmp_path / "train" / "dog").iterdir():
+        path.unlink()
+    (tmp_path / "train" / "dog").rmdir()
+    with pytest.raises(ValueError, match=r"train/ holds 1 class folder\(s\) \['cat'\]; expected one folder per class "
+                                         r"and at least 2 classes"):
+        _ = ImageFolderDataModule(root=str(tmp_path), image_size=8, num_val=1).splits

@@ -338,6 +338,9 @@ class ImageFolderDataModule(ArrayDataModule):
 
     def load(self) -> ArraySplits:
         X, y, classes, names = self._decoded("train")
+        if len(classes) < 2:  # a classifier needs two classes at least (torchmetrics would say it in its own words)
+            raise ValueError(f"root={self.root!r}: train/ holds {len(classes)} class folder(s) {classes}; expected "
+                             "one folder per class and at least 2 classes (train/<class>/*.jpg)")
         if self.num_val >= len(y):
             raise ValueError(f"num_val must be smaller than the {len(y)} training images; got {self.num_val}")
         X = X.reshape(len(y), -1)  # (N, D) uint8, CHW-flattened; rows are read in chunks, never copied whole

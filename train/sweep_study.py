@@ -47,7 +47,7 @@ def check_storage_file(url):
         why = "0 bytes" if path.stat().st_size == 0 else None
         if why is None:
             try:
-                with sqlite3.connect(f"file:{path}?mode=rw", uri=True) as db:  # rw: a killed writer's journal rolls back
+                with sqlite3.connect(f"file:{path}?mode=rw", uri=True) as db:  # rw: a hot journal rolls back
                     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
                 why = None if {"studies", "trials"} <= tables else "an SQLite database without Optuna's tables"
             except sqlite3.DatabaseError as err:
