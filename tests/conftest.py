@@ -7,11 +7,3 @@ from hypothesis import settings
 settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True, print_blob=True)
 settings.register_profile("dev", max_examples=20, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
-
-# Under pytest-xdist (make test: one worker per core) each worker and every process it starts computes on one
-# thread: two workers with two threads each on two cores spend their time waiting on each other.
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    os.environ["OMP_NUM_THREADS"] = "1"
-    import torch
-
-    torch.set_num_threads(1)
