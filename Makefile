@@ -14,12 +14,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -e '.[test]'
 	touch $(STAMP)
 
-# JOBS pytest-xdist workers (one per core of the 2-core CI machine); JOBS=0 runs in one process. --dist loadfile keeps
-# a file's tests on one worker, so its module fixtures (a smoke fit, the references, the resume runs) are made once
+# JOBS pytest-xdist workers (one per core of the 2-core CI machine); JOBS=0 runs in one process
 JOBS ?= 2
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(JOBS) $(PYTEST_ARGS)
 
 fit: $(STAMP)
 	$(BIN)/python -m train fit $(ARGS)

@@ -171,7 +171,7 @@ def test_predict_images_folder_and_its_errors(jpeg_run, tmp_path, capsys):
         (["--ckpt_path", str(ckpt), "--images", str(tmp_path / "nowhere")], "--images: "),
         (["--ckpt_path", str(ckpt), "--images", str(tmp_path / "empty")], "holds no image files"),
         (["--ckpt_path", str(ckpt), "--images", str(tmp_path / "broken")], "cannot decode image file"),
-        (["--ckpt_path", str(tmp_path / "damaged.ckpt"), "--images", str(cwd / "tree")], "--ckpt_path: "),
+        (["--ckpt_path", str(tmp_path / "damaged.ckpt"), "--images", str(cwd / "tree")], "damaged.ckpt' is unreadable"),
         (["--ckpt_path", str(ckpt), "--images", str(tmp_path / "empty"), "--split", "val"], "validation files"),
     ]:
         assert train_main(["predict", *args]) == 2, args

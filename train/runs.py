@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from torch_impl.neural_net import PARAM_NAMES
-from train.checkpoint_io import check_intact, damage
+from train.checkpoint_io import check_intact, damage, unreadable_message
 
 LOGS_ROOT = "lightning_logs"  # the CLI's CSVLogger: save_dir ".", name "lightning_logs"
 PARAM_KEYS = tuple(f"net.{name}" for name in PARAM_NAMES)  # TwoLayerNetModule's state_dict keys
@@ -40,6 +40,8 @@ def read_checkpoint(path, argument="--ckpt_path"):
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+        if Path(path).suffix == ".ckpt" and "Unsupported global" not in str(err):  # a torn checkpoint: name the rest
+            raise ValueError(unreadable_message(path, err)) from err
         detail = next((line.strip() for line in str(err).splitlines() if "Unsupported global" in line), "")
         raise ValueError(f"{where}: not a readable PyTorch checkpoint ({type(err).__name__}{': ' if detail else ''}"
                          f"{detail}); {expected}") from err
